@@ -1,0 +1,322 @@
+"""Array-level Gaussian-mixture fitting: initialization, restarts and selection, jitted once.
+
+``fit_gaussian_mixture`` is the engine under the scikit-learn facade (and, through the NumPyro
+bridge, under :func:`numpyro_gmm.fit`). Its device program does, for ``R`` restarts at once:
+initialize (or take user values), run the kernel through :mod:`numpyro_gmm.driver`, and score
+the final parameters with one more E-step. The host then picks the best restart by that final
+log joint, and turns flags into warnings or errors.
+"""
+
+import functools
+import sys
+import time
+import warnings
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from numpyro_gmm import driver
+from numpyro_gmm._types import Array, CovarianceType
+from numpyro_gmm.kernels import em
+from numpyro_gmm.mixture.chunking import default_chunk_size
+from numpyro_gmm.mixture.estep import sufficient_statistics
+from numpyro_gmm.mixture.init import initialize
+from numpyro_gmm.mixture.params import GMMParams, covariances_from_precisions_cholesky
+from numpyro_gmm.mixture.priors import GaussianMixturePrior, log_prior
+
+__all__ = ["ConvergenceWarning", "EmptyComponentWarning", "InitialValues", "FitResult",
+           "fit_gaussian_mixture"]
+
+
+class ConvergenceWarning(UserWarning):
+    """The best restart stopped at ``max_iter`` before its objective settled."""
+
+
+class EmptyComponentWarning(UserWarning):
+    """A fitted component explains (almost) no data."""
+
+
+class InitialValues(NamedTuple):
+    """User-supplied initial values; ``None`` fields come from the init method.
+
+    Attributes
+    ----------
+    weights : Array (K,) or None
+    means : Array (K, D) or None
+    precisions_cholesky : Array or None
+        Upper Cholesky factors of the precisions, shaped per covariance type.
+    """
+
+    weights: Array | None = None
+    means: Array | None = None
+    precisions_cholesky: Array | None = None
+
+
+class FitResult(NamedTuple):
+    """Host-side result of :func:`fit_gaussian_mixture` (numpy arrays).
+
+    Attributes
+    ----------
+    params : GMMParams
+        Parameters of the best restart.
+    covariances : np.ndarray
+        Covariances of the best restart, shaped per covariance type.
+    objective : float
+        Log joint (log-likelihood plus log prior) of ``params``.
+    best_restart : int
+    counts : np.ndarray, shape (K,)
+        Effective number of points per component of the best restart.
+    restart_objective : np.ndarray, shape (R,)
+        Final log joint of every restart.
+    restart_n_iter, restart_converged, restart_failed : np.ndarray, shape (R,)
+    trace : np.ndarray, shape (R, max_iter)
+        Per-sample objective of every step (NaN after the last), scoring the parameters
+        that entered the step.
+    """
+
+    params: GMMParams
+    covariances: np.ndarray
+    objective: float
+    best_restart: int
+    counts: np.ndarray
+    restart_objective: np.ndarray
+    restart_n_iter: np.ndarray
+    restart_converged: np.ndarray
+    restart_failed: np.ndarray
+    trace: np.ndarray
+
+
+class _Config(NamedTuple):
+    """Static configuration: one compilation per distinct value (and per shapes/dtype)."""
+
+    n_components: int
+    covariance_type: CovarianceType
+    init_method: str
+    max_iter: int
+    chunk_size: int
+
+
+def _initial_params(key, x, initial: InitialValues, reg_covar, config: _Config) -> GMMParams:
+    if all(value is not None for value in initial):
+        return GMMParams(*initial)
+    params = initialize(
+        key, x, config.n_components, config.init_method, config.covariance_type, reg_covar,
+        config.chunk_size,
+    )
+    return GMMParams(*(
+        given if given is not None else computed for given, computed in zip(initial, params)
+    ))
+
+
+def _step_fn(reg_covar, prior, config: _Config):
+    return em.build_kernel(config.covariance_type, reg_covar, config.chunk_size, prior)
+
+
+def _start(keys, x, initial, reg_covar, config: _Config) -> driver.RunState:
+    def start_one(key):
+        params = _initial_params(key, x, initial, reg_covar, config)
+        return driver.init_run_state(em.init(params), config.max_iter, x.dtype)
+
+    return jax.vmap(start_one)(keys)
+
+
+def _advance(keys, x, run_states, stop_at, tol, reg_covar, prior, config: _Config):
+    return driver.advance_restarts(
+        keys, _step_fn(reg_covar, prior, config), run_states, x,
+        stop_at=stop_at, tol=tol, objective_scale=1.0 / x.shape[0],
+    )
+
+
+def _finish(x, run_states, prior, config: _Config):
+    def score_one(params: GMMParams):
+        stats = sufficient_statistics(x, params, config.covariance_type, config.chunk_size)
+        objective = stats.log_likelihood
+        if prior is not None:
+            objective = objective + log_prior(params, prior, config.covariance_type)
+        covariances = covariances_from_precisions_cholesky(
+            params.precisions_cholesky, config.covariance_type
+        )
+        return objective, stats.counts, covariances
+
+    return jax.vmap(score_one)(run_states.kernel_state.params)
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def _start_program(keys, x, initial, reg_covar, config):
+    return _start(keys, x, initial, reg_covar, config)
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def _advance_program(keys, x, run_states, stop_at, tol, reg_covar, prior, config):
+    return _advance(keys, x, run_states, stop_at, tol, reg_covar, prior, config)
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def _finish_program(x, run_states, prior, config):
+    return _finish(x, run_states, prior, config)
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def _fit_program(keys, x, initial, tol, reg_covar, prior, config):
+    """Initialize, run and score every restart in one compiled program."""
+    run_states = _start(keys, x, initial, reg_covar, config)
+    run_states = _advance(keys, x, run_states, config.max_iter, tol, reg_covar, prior, config)
+    return run_states, _finish(x, run_states, prior, config)
+
+
+def _run_with_progress(keys, x, initial, tol, reg_covar, prior, config, interval):
+    """Run the same loop in segments of ``interval`` steps, reporting after each."""
+    started = time.perf_counter()
+    run_states = _start_program(keys, x, initial, reg_covar, config)
+    n_restarts = keys.shape[0]
+    print(f"Initialized {n_restarts} restart(s) in {time.perf_counter() - started:.2f} s",
+          file=sys.stderr)
+    stop_at = 0
+    while stop_at < config.max_iter:
+        stop_at = min(stop_at + interval, config.max_iter)
+        run_states = _advance_program(
+            keys, x, run_states, stop_at, tol, reg_covar, prior, config
+        )
+        n_iter, objective, done = jax.device_get(
+            (run_states.n_iter, run_states.objective, run_states.converged | run_states.failed)
+        )
+        print(
+            f"Iteration {int(n_iter.max())}: best per-sample objective {np.nanmax(objective):.6g}, "
+            f"{int(done.sum())}/{n_restarts} restart(s) done, "
+            f"{time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+        )
+        if done.all():
+            break
+    return run_states, _finish_program(x, run_states, prior, config)
+
+
+def fit_gaussian_mixture(
+    x: Array,
+    n_components: int,
+    *,
+    covariance_type: CovarianceType = "full",
+    rng_key: Array | int = 0,
+    n_restarts: int = 1,
+    init_method: str = "k-means++",
+    initial: InitialValues | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    prior: GaussianMixturePrior | None = None,
+    chunk_size: int | None = None,
+    progress_interval: int | None = None,
+) -> FitResult:
+    """Fit a Gaussian mixture by (MAP-)EM with vectorized restarts.
+
+    Inputs are assumed validated (:mod:`numpyro_gmm.validation`); ``x`` is a float array of
+    shape (N, D) on the device.
+
+    Parameters
+    ----------
+    x : Array, shape (N, D)
+    n_components : int
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    rng_key : PRNGKey or int
+        Restart ``r`` uses ``split(rng_key, R)[r]`` for its initialization.
+    n_restarts : int
+        Number of restarts ``R``, run as one vmapped program.
+    init_method : {"kmeans", "k-means++", "random", "random_from_data"}
+    initial : InitialValues, optional
+        User values that replace the init method's (for every restart).
+    max_iter, tol : int, float
+        Stop when the per-sample objective changes by less than ``tol``, or after
+        ``max_iter`` steps.
+    reg_covar : float
+        Added to the diagonal of every covariance.
+    prior : GaussianMixturePrior, optional
+        Conjugate priors (MAP-EM); ``None`` is maximum likelihood.
+    chunk_size : int, optional
+        Rows per E-step chunk; by default about ``2**20 / (K D)``.
+    progress_interval : int, optional
+        If set, report progress on stderr every that many iterations.
+
+    Returns
+    -------
+    FitResult
+    """
+    n_samples, n_features = x.shape
+    if chunk_size is None:
+        chunk_size = default_chunk_size(n_samples, n_components, n_features)
+    config = _Config(n_components, covariance_type, init_method, max_iter,
+                     int(min(chunk_size, n_samples)))
+    if isinstance(rng_key, int):
+        rng_key = jax.random.key(rng_key)
+    keys = jax.random.split(rng_key, n_restarts)
+    initial = InitialValues() if initial is None else initial
+    dtype = x.dtype
+    initial = InitialValues(*(None if v is None else jnp.asarray(v, dtype) for v in initial))
+    if prior is not None:
+        prior = GaussianMixturePrior(
+            *(None if v is None else jnp.asarray(v, dtype) for v in prior)
+        )
+    tol = jnp.asarray(tol, dtype)
+    reg_covar = jnp.asarray(reg_covar, dtype)
+    if progress_interval:
+        run_states, final = _run_with_progress(
+            keys, x, initial, tol, reg_covar, prior, config, progress_interval
+        )
+    else:
+        run_states, final = _fit_program(keys, x, initial, tol, reg_covar, prior, config)
+    return _select_best(jax.device_get(run_states), jax.device_get(final), max_iter)
+
+
+def _select_best(run_states, final, max_iter: int) -> FitResult:
+    objective, counts, covariances = final
+    failed = np.asarray(run_states.failed)
+    if failed.all():
+        raise ValueError(
+            "Fitting the mixture model failed because some components have ill-defined "
+            "empirical covariance (for instance caused by singleton or collapsed samples). "
+            "Try to decrease the number of components, increase reg_covar, or scale the "
+            "input data (in float32, also try enabling float64 with "
+            "jax.config.update('jax_enable_x64', True))."
+        )
+    if failed.any():
+        warnings.warn(
+            f"{int(failed.sum())} of {failed.size} restarts stopped early because a covariance "
+            "became singular; they keep their last finite parameters. Increase reg_covar or "
+            "scale the data to avoid this.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    candidates = np.where(failed, -np.inf, objective)
+    best = int(np.argmax(candidates))
+    params = jax.tree.map(lambda leaf: np.asarray(leaf[best]), run_states.kernel_state.params)
+    converged = np.asarray(run_states.converged)
+    if max_iter > 0 and not converged[best]:
+        warnings.warn(
+            "Best performing initialization did not converge. Try different init parameters, "
+            "or increase max_iter, tol, or check for degenerate data.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    best_counts = np.asarray(counts[best])
+    empty = np.flatnonzero(best_counts < 1.0)
+    if empty.size:
+        warnings.warn(
+            f"Component(s) {empty.tolist()} explain less than one data point "
+            f"(effective counts {np.round(best_counts[empty], 4).tolist()}); their parameters "
+            "stay finite but are not identified by the data. Consider fewer components.",
+            EmptyComponentWarning,
+            stacklevel=3,
+        )
+    return FitResult(
+        params=GMMParams(*params),
+        covariances=np.asarray(covariances[best]),
+        objective=float(objective[best]),
+        best_restart=best,
+        counts=best_counts,
+        restart_objective=np.asarray(objective),
+        restart_n_iter=np.asarray(run_states.n_iter),
+        restart_converged=converged,
+        restart_failed=failed,
+        trace=np.asarray(run_states.trace),
+    )

@@ -1,0 +1,473 @@
+"""Conversion of fitted Gaussian-mixture parameters to an ArviZ-style ``xarray.DataTree``.
+
+Everything here is plain numpy / scipy / xarray: it runs on the host after a fit, whatever
+engine produced the parameters (numpyro_gmm's kernels or scikit-learn).
+
+The tree follows ArviZ 1.x conventions (sample dims ``chain`` and ``draw``); a MAP or
+maximum-likelihood point is stored as ``chain=1, draw=1``:
+
+``posterior``
+    ``weights`` (chain, draw, component), ``locs`` (chain, draw, component, feature) and
+    ``covariances`` whose dims depend on the covariance type:
+
+    ==========  =========================================================
+    full        (chain, draw, component, feature, feature_bis)
+    tied        (chain, draw, feature, feature_bis)
+    diag        (chain, draw, component, feature)
+    spherical   (chain, draw, component)
+    ==========  =========================================================
+``sample_stats``
+    ``lp`` (the objective of the point), ``converged`` (bool), ``n_iter`` (int), each over
+    (chain, draw).
+``em_trace``
+    ``lower_bound`` over ``iteration`` (1-based): the per-iteration objective trace.
+``observed_data`` (only when data are given)
+    ``obs`` (obs_id, feature).
+``log_likelihood`` (only when data are given)
+    ``obs`` (chain, draw, obs_id): pointwise marginal log-likelihood
+    ``log sum_k w_k N(x_n | mu_k, Sigma_k)`` at the point.
+
+The root attrs record the covariance type, the package version and when and by what the
+tree was created, plus any attrs passed by the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from scipy import linalg
+from scipy.special import logsumexp
+
+__all__ = [
+    "COVARIANCE_TYPES",
+    "atomic_path",
+    "expand_covariances",
+    "gmm_to_datatree",
+    "package_version",
+    "pointwise_log_likelihood",
+    "write_datatree_atomic",
+]
+
+COVARIANCE_TYPES: tuple[str, ...] = ("full", "tied", "diag", "spherical")
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+def package_version() -> str:
+    """Return the installed version of numpyro_gmm.
+
+    Returns
+    -------
+    str
+        The distribution version from the package metadata, or ``"0+unknown"`` when the
+        package is not installed (for example when run from a source checkout).
+    """
+    for dist_name in ("numpyro-gmm", "numpyro_gmm"):
+        try:
+            return metadata.version(dist_name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "0+unknown"
+
+
+def _check_covariance_type(covariance_type: str) -> None:
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}; "
+            f"got {covariance_type!r}"
+        )
+
+
+def _validate_params(
+    weights: Any, means: Any, covariances: Any, covariance_type: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Convert parameters to float64 numpy arrays and check their shapes."""
+    _check_covariance_type(covariance_type)
+    w = np.asarray(weights, dtype=np.float64)
+    mu = np.asarray(means, dtype=np.float64)
+    cov = np.asarray(covariances, dtype=np.float64)
+    if w.ndim != 1:
+        raise ValueError(f"weights must have shape (n_components,); got shape {w.shape}")
+    if mu.ndim != 2 or mu.shape[0] != w.shape[0]:
+        raise ValueError(
+            f"means must have shape (n_components, n_features) = ({w.shape[0]}, D); "
+            f"got shape {mu.shape}"
+        )
+    k, d = mu.shape
+    expected = {
+        "full": (k, d, d),
+        "tied": (d, d),
+        "diag": (k, d),
+        "spherical": (k,),
+    }[covariance_type]
+    if cov.shape != expected:
+        raise ValueError(
+            f"covariances for covariance_type={covariance_type!r} must have shape "
+            f"{expected}; got shape {cov.shape}"
+        )
+    return w, mu, cov
+
+
+def expand_covariances(
+    covariances: Any, covariance_type: str, n_components: int, n_features: int
+) -> np.ndarray:
+    """Expand covariances of any covariance type to full ``(K, D, D)`` matrices.
+
+    Parameters
+    ----------
+    covariances : array_like
+        Covariances in scikit-learn's layout: ``(K, D, D)`` for ``"full"``, ``(D, D)`` for
+        ``"tied"``, ``(K, D)`` for ``"diag"`` (variances) and ``(K,)`` for ``"spherical"``
+        (one variance per component).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Layout of ``covariances``.
+    n_components : int
+        Number of components ``K``.
+    n_features : int
+        Number of features ``D``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Float64 array of shape ``(K, D, D)`` (a new array).
+
+    Raises
+    ------
+    ValueError
+        If ``covariances`` does not have the shape its covariance type requires.
+    """
+    _check_covariance_type(covariance_type)
+    k, d = int(n_components), int(n_features)
+    cov = np.asarray(covariances, dtype=np.float64)
+    expected = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
+    if cov.shape != expected[covariance_type]:
+        raise ValueError(
+            f"covariances for covariance_type={covariance_type!r} must have shape "
+            f"{expected[covariance_type]}; got shape {cov.shape}"
+        )
+    if covariance_type == "full":
+        return cov.copy()
+    if covariance_type == "tied":
+        return np.broadcast_to(cov, (k, d, d)).copy()
+    if covariance_type == "diag":
+        return cov[:, :, None] * np.eye(d)[None, :, :]
+    return cov[:, None, None] * np.eye(d)[None, :, :]
+
+
+def _component_log_pdf(
+    x: np.ndarray, mu: np.ndarray, cov: np.ndarray, covariance_type: str
+) -> np.ndarray:
+    """Gaussian log-densities of every point under every component, shape (N, K)."""
+    n, d = x.shape
+    k = mu.shape[0]
+    out = np.empty((n, k), dtype=np.float64)
+    if covariance_type in ("full", "tied"):
+        for j in range(k):
+            c = cov[j] if covariance_type == "full" else cov
+            try:
+                chol = linalg.cholesky(c, lower=True)
+            except linalg.LinAlgError as err:
+                raise ValueError(
+                    f"covariance of component {j} is not positive definite; "
+                    "increase reg_covar or check the fitted parameters"
+                ) from err
+            z = linalg.solve_triangular(chol, (x - mu[j]).T, lower=True)
+            log_det = 2.0 * np.sum(np.log(np.diag(chol)))
+            out[:, j] = -0.5 * (d * _LOG_2PI + log_det + np.sum(z * z, axis=0))
+    elif covariance_type == "diag":
+        if np.any(cov <= 0):
+            raise ValueError("diagonal covariances must be positive")
+        diff2 = (x[:, None, :] - mu[None, :, :]) ** 2  # (N, K, D)
+        out[:] = -0.5 * (
+            d * _LOG_2PI + np.sum(np.log(cov), axis=1)[None, :] + np.sum(diff2 / cov[None], axis=2)
+        )
+    else:  # spherical
+        if np.any(cov <= 0):
+            raise ValueError("spherical variances must be positive")
+        sq = np.sum((x[:, None, :] - mu[None, :, :]) ** 2, axis=2)  # (N, K)
+        out[:] = -0.5 * (d * _LOG_2PI + d * np.log(cov)[None, :] + sq / cov[None, :])
+    return out
+
+
+def pointwise_log_likelihood(
+    x: Any, weights: Any, means: Any, covariances: Any, covariance_type: str
+) -> np.ndarray:
+    """Pointwise marginal log-likelihood of a Gaussian mixture.
+
+    Computes ``log sum_k w_k N(x_n | mu_k, Sigma_k)`` for every row of ``x`` with a
+    log-sum-exp over components, in float64.
+
+    Parameters
+    ----------
+    x : array_like
+        Data of shape ``(N, D)``; a 1-D array is read as ``(N, 1)``.
+    weights : array_like
+        Mixture weights, shape ``(K,)``.
+    means : array_like
+        Component means, shape ``(K, D)``.
+    covariances : array_like
+        Covariances in scikit-learn's layout for ``covariance_type``.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Layout of ``covariances``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Float64 array of shape ``(N,)``.
+    """
+    w, mu, cov = _validate_params(weights, means, covariances, covariance_type)
+    xx = np.asarray(x, dtype=np.float64)
+    if xx.ndim == 1:
+        xx = xx[:, None]
+    if xx.ndim != 2 or xx.shape[1] != mu.shape[1]:
+        raise ValueError(
+            f"x must have shape (n_samples, {mu.shape[1]}) to match the means; got {xx.shape}"
+        )
+    with np.errstate(divide="ignore"):
+        log_w = np.log(w)
+    return logsumexp(_component_log_pdf(xx, mu, cov, covariance_type) + log_w[None, :], axis=1)
+
+
+def _netcdf_attr(value: Any) -> Any:
+    """Convert an attribute value to something every netCDF backend accepts."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (str, int, float, np.integer, np.floating)):
+        return value
+    if value is None:
+        return "None"
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iuf" and value.ndim == 1:
+        return value
+    if (
+        isinstance(value, Sequence)
+        and len(value) > 0
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
+        return np.asarray(value)
+    try:
+        return json.dumps(value, default=str, sort_keys=True)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _group_attrs(created_at: str, version: str) -> dict[str, Any]:
+    return {
+        "created_at": created_at,
+        "creation_library": "numpyro_gmm",
+        "creation_library_version": version,
+        "inference_library": "numpyro_gmm",
+        "inference_library_version": version,
+    }
+
+
+def gmm_to_datatree(
+    *,
+    weights: Any,
+    means: Any,
+    covariances: Any,
+    covariance_type: str,
+    lower_bounds: Any,
+    converged: bool,
+    n_iter: int,
+    objective: float,
+    x: Any = None,
+    feature_names: Sequence[str] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.DataTree:
+    """Build an ArviZ-style ``xarray.DataTree`` from fitted Gaussian-mixture parameters.
+
+    Parameters
+    ----------
+    weights : array_like
+        Mixture weights, shape ``(K,)``.
+    means : array_like
+        Component means, shape ``(K, D)``.
+    covariances : array_like
+        Covariances in scikit-learn's layout: ``(K, D, D)`` full, ``(D, D)`` tied,
+        ``(K, D)`` diag, ``(K,)`` spherical.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Layout of ``covariances``.
+    lower_bounds : array_like
+        Per-iteration objective trace, shape ``(n_iterations,)`` (may be empty).
+    converged : bool
+        Whether the fit converged.
+    n_iter : int
+        Number of iterations run.
+    objective : float
+        Objective of the fitted point (for example the total log-likelihood); stored as
+        ``sample_stats.lp``.
+    x : array_like, optional
+        Data of shape ``(N, D)`` (1-D is read as ``(N, 1)``). When given, the tree gets
+        ``observed_data`` and ``log_likelihood`` groups.
+    feature_names : sequence of str, optional
+        Names for the ``feature`` coordinate; default ``x0, x1, ...``.
+    attrs : mapping, optional
+        Extra root attributes (for example the method and its options). Values that netCDF
+        cannot store (``None``, bools, dicts, ...) are converted to ints or JSON strings.
+
+    Returns
+    -------
+    xarray.DataTree
+        Tree with groups ``posterior``, ``sample_stats``, ``em_trace`` and, when ``x`` is
+        given, ``observed_data`` and ``log_likelihood`` (see the module docstring for dims).
+
+    Raises
+    ------
+    ValueError
+        If shapes are inconsistent, the covariance type is unknown or ``feature_names`` has
+        the wrong length.
+    """
+    w, mu, cov = _validate_params(weights, means, covariances, covariance_type)
+    k, d = mu.shape
+    if feature_names is None:
+        features = [f"x{i}" for i in range(d)]
+    else:
+        features = [str(f) for f in feature_names]
+        if len(features) != d:
+            raise ValueError(f"feature_names has {len(features)} names but the means have {d} features")
+        if len(set(features)) != d:
+            raise ValueError(f"feature_names must be unique; got {features}")
+    trace = np.asarray(lower_bounds if lower_bounds is not None else [], dtype=np.float64).ravel()
+
+    version = package_version()
+    created_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    group_attrs = _group_attrs(created_at, version)
+
+    component = np.arange(k)
+    coords_post = {
+        "chain": np.arange(1),
+        "draw": np.arange(1),
+        "component": component,
+        "feature": features,
+        "feature_bis": features,
+    }
+    cov_dims = {
+        "full": ("chain", "draw", "component", "feature", "feature_bis"),
+        "tied": ("chain", "draw", "feature", "feature_bis"),
+        "diag": ("chain", "draw", "component", "feature"),
+        "spherical": ("chain", "draw", "component"),
+    }[covariance_type]
+    posterior = xr.Dataset(
+        {
+            "weights": (("chain", "draw", "component"), w[None, None]),
+            "locs": (("chain", "draw", "component", "feature"), mu[None, None]),
+            "covariances": (cov_dims, cov[None, None]),
+        },
+        coords={
+            name: values
+            for name, values in coords_post.items()
+            if name in {"chain", "draw", "component", "feature"} or name in cov_dims
+        },
+        attrs=group_attrs,
+    )
+    sample_stats = xr.Dataset(
+        {
+            "lp": (("chain", "draw"), np.array([[float(objective)]])),
+            "converged": (("chain", "draw"), np.array([[bool(converged)]])),
+            "n_iter": (("chain", "draw"), np.array([[int(n_iter)]], dtype=np.int64)),
+        },
+        coords={"chain": np.arange(1), "draw": np.arange(1)},
+        attrs=group_attrs,
+    )
+    em_trace = xr.Dataset(
+        {"lower_bound": (("iteration",), trace)},
+        coords={"iteration": np.arange(1, trace.size + 1)},
+        attrs=group_attrs,
+    )
+    groups: dict[str, xr.Dataset] = {
+        "posterior": posterior,
+        "sample_stats": sample_stats,
+        "em_trace": em_trace,
+    }
+
+    if x is not None:
+        xx = np.asarray(x, dtype=np.float64)
+        if xx.ndim == 1:
+            xx = xx[:, None]
+        if xx.ndim != 2 or xx.shape[1] != d:
+            raise ValueError(f"x must have shape (n_samples, {d}); got shape {xx.shape}")
+        obs_id = np.arange(xx.shape[0])
+        ll = pointwise_log_likelihood(xx, w, mu, cov, covariance_type)
+        groups["log_likelihood"] = xr.Dataset(
+            {"obs": (("chain", "draw", "obs_id"), ll[None, None])},
+            coords={"chain": np.arange(1), "draw": np.arange(1), "obs_id": obs_id},
+            attrs=group_attrs,
+        )
+        groups["observed_data"] = xr.Dataset(
+            {"obs": (("obs_id", "feature"), xx)},
+            coords={"obs_id": obs_id, "feature": features},
+            attrs={k_: v for k_, v in group_attrs.items() if not k_.startswith("inference")},
+        )
+
+    root_attrs: dict[str, Any] = {
+        "covariance_type": covariance_type,
+        "n_components": int(k),
+        "n_features": int(d),
+        "numpyro_gmm_version": version,
+        **group_attrs,
+    }
+    for key, value in (attrs or {}).items():
+        root_attrs[str(key)] = _netcdf_attr(value)
+    root = xr.Dataset(attrs=root_attrs)
+    return xr.DataTree.from_dict({"/": root, **groups})
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Give a temporary path next to ``path`` and move it into place on success.
+
+    The temporary file lives in the same directory as ``path`` (so the final
+    :func:`os.replace` is atomic on POSIX and Windows). If the body raises, the temporary
+    file is removed and ``path`` is left untouched.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Final destination.
+
+    Yields
+    ------
+    str
+        Temporary path to write to. It does not exist yet.
+
+    Examples
+    --------
+    >>> with atomic_path("fig.png") as tmp:  # doctest: +SKIP
+    ...     fig.savefig(tmp, format="png")
+    """
+    target = os.fspath(path)
+    directory, name = os.path.split(os.path.abspath(target))
+    tmp = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def write_datatree_atomic(dt: xr.DataTree, path: str | os.PathLike[str]) -> None:
+    """Write a DataTree to netCDF atomically.
+
+    The tree is written to a temporary file in the destination directory and then moved
+    over ``path`` with :func:`os.replace`, so a failure never leaves a partial file.
+
+    Parameters
+    ----------
+    dt : xarray.DataTree
+        Tree to write.
+    path : str or os.PathLike
+        Destination netCDF file (overwritten if it exists).
+    """
+    with atomic_path(path) as tmp:
+        dt.to_netcdf(tmp)

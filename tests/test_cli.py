@@ -1,0 +1,390 @@
+"""Tests of the ``numpyro-gmm`` command line and of the quick-look plot."""
+
+import subprocess
+import sys
+
+import matplotlib
+import numpy as np
+import pytest
+import sklearn.mixture
+import xarray as xr
+from matplotlib.figure import Figure
+
+from numpyro_gmm import cli
+from numpyro_gmm.datasets import load_example
+from numpyro_gmm.plotting import plot_mixture
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FAST = ["--n-init", "2", "--max-iter", "200", "--tol", "1e-4"]
+
+
+class StandInGaussianMixture(sklearn.mixture.GaussianMixture):
+    """scikit-learn's GaussianMixture plus ``method`` and ``objective_`` (the facade's API)."""
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        method="em",
+    ):
+        super().__init__(
+            n_components=n_components,
+            covariance_type=covariance_type,
+            tol=tol,
+            reg_covar=reg_covar,
+            max_iter=max_iter,
+            n_init=n_init,
+            init_params=init_params,
+            weights_init=weights_init,
+            means_init=means_init,
+            precisions_init=precisions_init,
+            random_state=random_state,
+            warm_start=warm_start,
+            verbose=verbose,
+            verbose_interval=verbose_interval,
+        )
+        self.method = method
+
+    def fit(self, X, y=None):
+        super().fit(X)
+        self.objective_ = float(self.score(X) * len(X))
+        return self
+
+
+def _real_estimator():
+    try:
+        from numpyro_gmm.sklearn import GaussianMixture
+    except ImportError:
+        return None
+    return GaussianMixture
+
+
+@pytest.fixture
+def estimator(monkeypatch):
+    """The GaussianMixture class the CLI will use (the stand-in until the facade exists)."""
+    real = _real_estimator()
+    if real is not None:
+        return real
+    monkeypatch.setattr(cli, "_estimator_class", lambda: StandInGaussianMixture)
+    return StandInGaussianMixture
+
+
+def _run(argv, capsys):
+    rc = cli.main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _write_csv(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+# --------------------------------------------------------------------------- successful fits
+
+
+def test_fit_default_example_writes_netcdf_and_png(tmp_path, capsys, estimator):
+    out, png = tmp_path / "fit.nc", tmp_path / "fit.png"
+    rc, stdout, stderr = _run(["fit", *FAST, "--out", str(out), "--plot", str(png)], capsys)
+    assert rc == 0, stderr
+    assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
+    with xr.open_datatree(out) as dt:
+        assert {"posterior", "sample_stats", "em_trace", "observed_data", "log_likelihood"} <= set(
+            dt.children
+        )
+        post = dt["posterior"]
+        assert post["locs"].shape == (1, 1, 2, 2)
+        assert post["covariances"].dims[-3:] == ("component", "feature", "feature_bis")
+        assert list(post["feature"].values) == ["eruptions", "waiting"]
+        # The well-known maximum-likelihood fit of Old Faithful with two full components.
+        order = np.argsort(post["locs"].values[0, 0, :, 0])
+        np.testing.assert_allclose(
+            post["locs"].values[0, 0][order], [[2.036, 54.48], [4.290, 79.97]], rtol=5e-3
+        )
+        np.testing.assert_allclose(post["weights"].values[0, 0][order], [0.356, 0.644], atol=5e-3)
+        lp = float(dt["sample_stats"]["lp"].item())
+        np.testing.assert_allclose(lp, -1130.26, rtol=1e-4)
+        # lp is the total log-likelihood: the sum of the pointwise log-likelihood
+        np.testing.assert_allclose(lp, float(dt["log_likelihood"]["obs"].sum()), rtol=1e-4)
+        assert dt["observed_data"]["obs"].shape == (272, 2)
+        assert dt["em_trace"]["lower_bound"].size >= 1
+        assert dt.attrs["covariance_type"] == "full"
+        assert dt.attrs["method"] == "em"
+        assert "faithful" in dt.attrs["data_source"]
+    assert "converged: True" in stdout
+    assert "log-likelihood: -1130" in stdout
+    assert str(out) in stdout and str(png) in stdout
+    assert "Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.nc", "fit.png"]
+
+
+def test_default_paths_in_working_directory(tmp_path, monkeypatch, capsys, estimator):
+    monkeypatch.chdir(tmp_path)
+    rc, _, stderr = _run(["fit", "--example", "faithful", "--quiet", *FAST], capsys)
+    assert rc == 0, stderr
+    assert (tmp_path / "fit.nc").stat().st_size > 0
+    assert (tmp_path / "fit.png").read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.parametrize(
+    ("covariance_type", "cov_shape"),
+    [("spherical", (1, 1, 3)), ("diag", (1, 1, 3, 1)), ("tied", (1, 1, 1, 1))],
+)
+def test_galaxies_one_dimensional(tmp_path, capsys, estimator, covariance_type, cov_shape):
+    out = tmp_path / "gal.nc"
+    argv = ["fit", "--example", "galaxies", "-k", "3", "--covariance-type", covariance_type]
+    rc, stdout, stderr = _run([*argv, *FAST, "--out", str(out), "--no-plot", "--quiet"], capsys)
+    assert rc == 0, stderr
+    assert not (tmp_path / "fit.png").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["gal.nc"]
+    assert stderr == ""
+    with xr.open_datatree(out) as dt:
+        assert dt["posterior"]["covariances"].shape == cov_shape
+        assert dt["observed_data"]["obs"].shape == (82, 1)
+        assert list(dt["posterior"]["feature"].values) == ["velocity"]
+        assert dt.attrs["covariance_type"] == covariance_type
+    assert "velocity=" in stdout
+
+
+def test_csv_input_drops_non_numeric_columns_with_note(tmp_path, capsys, estimator):
+    x, _ = load_example("faithful")
+    lines = ["id,kind,eruptions,waiting"]
+    lines += [f"{i},{'long' if e > 3 else 'short'},{e},{w}" for i, (e, w) in enumerate(x)]
+    data = _write_csv(tmp_path / "geyser.csv", "\n".join(lines) + "\n")
+    out = tmp_path / "o.nc"
+    rc, stdout, stderr = _run([
+        "fit", data, "--columns", "eruptions,waiting", *FAST, "--out", str(out), "--no-plot"
+    ], capsys)  # fmt: skip
+    assert rc == 0, stderr
+    with xr.open_datatree(out) as dt:
+        assert list(dt["posterior"]["feature"].values) == ["eruptions", "waiting"]
+        np.testing.assert_array_equal(dt["observed_data"]["obs"].values, x)
+    # Without --columns: every numeric column (here also "id"), the text column dropped.
+    rc, _, stderr = _run([
+        "fit", data, *FAST, "--out", str(out), "--no-plot", "--quiet"
+    ], capsys)  # fmt: skip
+    assert rc == 0, stderr
+    assert "note: dropping non-numeric column 'kind'" in stderr
+    with xr.open_datatree(out) as dt:
+        assert list(dt["posterior"]["feature"].values) == ["id", "eruptions", "waiting"]
+
+
+def test_semicolon_csv_and_unnamed_index_column(tmp_path, capsys, estimator):
+    x, _ = load_example("faithful")
+    lines = [";a;b"] + [f"{i + 1};{e};{w}" for i, (e, w) in enumerate(x)]
+    data = _write_csv(tmp_path / "r.csv", "\n".join(lines))
+    out = tmp_path / "o.nc"
+    rc, _, stderr = _run(["fit", data, *FAST, "--out", str(out), "--no-plot", "--quiet"], capsys)
+    assert rc == 0, stderr
+    assert "no name" in stderr
+    with xr.open_datatree(out) as dt:
+        assert list(dt["posterior"]["feature"].values) == ["a", "b"]
+
+
+def test_x64_flag_is_restored(tmp_path, capsys, estimator):
+    import jax
+
+    before = bool(jax.config.read("jax_enable_x64"))
+    out = tmp_path / "o.nc"
+    rc, _, stderr = _run(["fit", "--x64", *FAST, "--out", str(out), "--no-plot", "--quiet"], capsys)
+    assert rc == 0, stderr
+    assert bool(jax.config.read("jax_enable_x64")) == before
+    with xr.open_datatree(out) as dt:
+        assert int(dt.attrs["x64"]) == 1
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _error_cases(tmp_path):
+    nan_csv = _write_csv(tmp_path / "nan.csv", "a,b\n1,2\nNA,3\n4,5\n")
+    nan2_csv = _write_csv(tmp_path / "nan2.csv", "a,b\n1,2\nnan,3\n4,5\n")
+    text_csv = _write_csv(tmp_path / "text.csv", "a,b\n1,2\nx,3\n4,5\n")
+    empty_csv = _write_csv(tmp_path / "empty.csv", "")
+    header_csv = _write_csv(tmp_path / "header.csv", "a,b\n")
+    ragged_csv = _write_csv(tmp_path / "ragged.csv", "a,b\n1,2\n3\n")
+    noheader_csv = _write_csv(tmp_path / "nohead.csv", "1,2\n3,4\n")
+    words_csv = _write_csv(tmp_path / "words.csv", "a,b\nx,y\nz,w\n")
+    small_csv = _write_csv(tmp_path / "small.csv", "a\n1\n2\n")
+    inf_csv = _write_csv(tmp_path / "inf.csv", "a\n1\ninf\n2\n")
+    return [
+        (["fit", str(tmp_path / "missing.csv")], "does not exist"),
+        (["fit", str(tmp_path)], "is a directory"),
+        (["fit", nan_csv, "--columns", "a"], "missing value on line 3"),
+        (["fit", nan2_csv], "missing value on line 3"),
+        (["fit", text_csv, "--columns", "a,b"], "non-numeric value 'x' on line 3"),
+        (["fit", nan_csv, "--columns", "a,c"], "column 'c' not found"),
+        (["fit", "--example", "faithful", "--columns", "speed"], "column 'speed' not found"),
+        (["fit", empty_csv], "is empty"),
+        (["fit", header_csv], "no data rows"),
+        (["fit", ragged_csv], "line 3"),
+        (["fit", noheader_csv], "add a header row"),
+        (["fit", words_csv], "no numeric columns"),
+        (["fit", small_csv, "-k", "3"], "fewer than the 3 components"),
+        (["fit", inf_csv], "infinite value"),
+        (["fit", "--example", "iris"], "unknown example 'iris'"),
+        (["fit", "--out", str(tmp_path / "nodir" / "o.nc")], "does not exist"),
+        (["fit", "--out", str(tmp_path / "same"), "--plot", str(tmp_path / "same")], "same file"),
+    ]
+
+
+def test_input_errors_give_one_line_and_exit_status_2(tmp_path, capsys, estimator):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    for argv, expected in _error_cases(tmp_path):
+        out, png = workdir / "o.nc", workdir / "o.png"
+        args = [*argv, *FAST]
+        if "--out" not in args:
+            args += ["--out", str(out), "--plot", str(png)]
+        rc, stdout, stderr = _run(args, capsys)
+        assert rc == 2, (argv, stderr)
+        lines = stderr.strip().splitlines()
+        assert len(lines) >= 1 and lines[-1].startswith("numpyro-gmm: error: "), (argv, stderr)
+        assert [ln for ln in lines if "error" in ln] == [lines[-1]], (argv, stderr)
+        assert expected in lines[-1], (argv, lines[-1])
+        assert "Traceback" not in stderr and stdout == ""
+        assert list(workdir.iterdir()) == [], argv
+
+
+def test_failed_fit_keeps_existing_outputs(tmp_path, capsys, monkeypatch):
+    class Failing(StandInGaussianMixture):
+        def fit(self, X, y=None):
+            raise ValueError("Fitting the mixture model failed because some components\nmore")
+
+    monkeypatch.setattr(cli, "_estimator_class", lambda: Failing)
+    out, png = tmp_path / "fit.nc", tmp_path / "fit.png"
+    out.write_bytes(b"old nc")
+    png.write_bytes(b"old png")
+    rc, _, stderr = _run(["fit", "--out", str(out), "--plot", str(png), "--quiet"], capsys)
+    assert rc == 2
+    assert stderr.strip() == (
+        "numpyro-gmm: error: the fit failed: Fitting the mixture model failed because some "
+        "components"
+    )
+    assert out.read_bytes() == b"old nc" and png.read_bytes() == b"old png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.nc", "fit.png"]
+
+
+def test_usage_errors_exit_2(capsys):
+    for argv in (["fit", "-k", "0"], ["fit", "--covariance-type", "banded"], ["fit", "--tol", "-1"],
+                 ["fit", "a.csv", "--example", "faithful"], ["fit", "--plot", "p.png", "--no-plot"],
+                 ["fit", "--method", "nuts"], []):  # fmt: skip
+        rc, _, stderr = _run(argv, capsys)
+        assert rc == 2, argv
+        assert "usage: numpyro-gmm" in stderr
+
+
+# --------------------------------------------------------------------------- help
+
+
+def test_help_documents_every_option_with_default(capsys):
+    rc, stdout, _ = _run(["fit", "--help"], capsys)
+    assert rc == 0
+    text = " ".join(stdout.split())
+    for option in [
+        "--example", "--columns", "-k", "--components", "--covariance-type", "--method",
+        "--n-init", "--init-params", "--max-iter", "--tol", "--reg-covar", "--random-state",
+        "--x64", "--out", "--plot", "--no-plot", "--quiet", "DATA.csv",
+    ]:  # fmt: skip
+        assert option in text, option
+    for default in [
+        "(default: 2)", "(default: full)", "(default: em)", "(default: 8)",
+        "(default: k-means++)", "(default: 1000)", "(default: 1e-06)", "(default: 0)",
+        "(default: fit.nc)", "(default: fit.png)", "faithful", "galaxies",
+    ]:  # fmt: skip
+        assert default in text, default
+    # every option's help text states its default
+    parser = cli.build_parser()
+    fit_parser = next(
+        a for a in parser._actions if isinstance(a, type(parser._subparsers._group_actions[0]))
+    ).choices["fit"]
+    for action in fit_parser._actions:
+        if action.dest != "help":
+            assert "default" in (action.help or ""), action.dest
+
+
+def test_module_entry_point_help():
+    proc = subprocess.run(
+        [sys.executable, "-m", "numpyro_gmm.cli", "fit", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--covariance-type" in proc.stdout
+
+
+# --------------------------------------------------------------------------- plotting
+
+
+def _line_count(fig):
+    return len(fig.axes[0].get_lines())
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_plot_mixture_2d_draws_two_ellipses_per_component(covariance_type):
+    x, names = load_example("faithful")
+    gm = sklearn.mixture.GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(x)
+    fig = Figure()
+    ax = fig.add_subplot()
+    got = plot_mixture(x, gm.weights_, gm.means_, gm.covariances_, covariance_type,
+                       feature_names=names, ax=ax)  # fmt: skip
+    assert got is fig
+    # 2 ellipses + 1 mean marker per component
+    assert _line_count(fig) == 3 * 2
+    assert ax.get_xlabel() == "eruptions" and ax.get_ylabel() == "waiting"
+    # the 1-sigma ellipse of component 0 is centred on its mean
+    ellipse = ax.get_lines()[0].get_xydata()
+    np.testing.assert_allclose(ellipse.mean(axis=0), gm.means_[0], rtol=1e-2)
+    # points coloured by the predicted label: as many colours as components
+    colors = ax.collections[0].get_facecolors()
+    assert len({tuple(c) for c in np.round(colors, 6)}) == 2
+
+
+def test_plot_mixture_1d_mixture_density_integrates_to_one():
+    x, _ = load_example("galaxies")
+    gm = sklearn.mixture.GaussianMixture(3, random_state=0).fit(x)
+    fig = plot_mixture(x, gm.weights_, gm.means_, gm.covariances_, "full", ax=Figure().add_subplot())
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 1 + 3  # the mixture and the three weighted components
+    grid, mixture = lines[0].get_xdata(), lines[0].get_ydata()
+    np.testing.assert_allclose(np.trapezoid(mixture, grid), 1.0, atol=1e-2)
+    comp_sum = sum(line.get_ydata() for line in lines[1:])
+    np.testing.assert_allclose(comp_sum, mixture, rtol=1e-12)
+    assert fig.axes[0].get_xlabel() == "x0"
+
+
+def test_plot_mixture_more_than_two_features_uses_marginals():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (50, 3)), rng.normal(5, 1, (50, 3))])
+    gm = sklearn.mixture.GaussianMixture(2, covariance_type="diag", random_state=0).fit(x)
+    ax = Figure().add_subplot()
+    plot_mixture(x, gm.weights_, gm.means_, gm.covariances_, "diag", ax=ax)
+    assert "first 2 of 3 features" in ax.get_title()
+    assert _line_count(ax.figure) == 6
+
+
+def test_plot_mixture_without_ax_uses_pyplot():
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x, _ = load_example("faithful")
+    fig = plot_mixture(x, [0.5, 0.5], x[:2], np.array([1.0, 2.0]), "spherical")
+    try:
+        assert isinstance(fig, Figure)
+        assert len(fig.axes) == 1
+    finally:
+        plt.close(fig)

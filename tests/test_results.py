@@ -1,0 +1,253 @@
+"""Tests of the DataTree conversion, the pointwise log-likelihood and atomic writing."""
+
+import os
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy.stats import multivariate_normal
+
+from numpyro_gmm.results import (
+    expand_covariances,
+    gmm_to_datatree,
+    pointwise_log_likelihood,
+    write_datatree_atomic,
+)
+
+K, D, N = 3, 2, 40
+
+COV_DIMS = {
+    "full": ("chain", "draw", "component", "feature", "feature_bis"),
+    "tied": ("chain", "draw", "feature", "feature_bis"),
+    "diag": ("chain", "draw", "component", "feature"),
+    "spherical": ("chain", "draw", "component"),
+}
+
+
+def _random_params(covariance_type, k=K, d=D, seed=0):
+    rng = np.random.default_rng(seed)
+    weights = rng.dirichlet(np.ones(k))
+    means = rng.normal(scale=3.0, size=(k, d))
+    if covariance_type == "full":
+        a = rng.normal(size=(k, d, d))
+        cov = a @ np.swapaxes(a, 1, 2) + 0.5 * np.eye(d)
+    elif covariance_type == "tied":
+        a = rng.normal(size=(d, d))
+        cov = a @ a.T + 0.5 * np.eye(d)
+    elif covariance_type == "diag":
+        cov = rng.uniform(0.3, 2.0, size=(k, d))
+    else:
+        cov = rng.uniform(0.3, 2.0, size=k)
+    return weights, means, cov
+
+
+def _tree(covariance_type, x=None, **kw):
+    weights, means, cov = _random_params(covariance_type)
+    return gmm_to_datatree(
+        weights=weights,
+        means=means,
+        covariances=cov,
+        covariance_type=covariance_type,
+        lower_bounds=[-3.0, -2.5, -2.4],
+        converged=True,
+        n_iter=3,
+        objective=-123.5,
+        x=x,
+        **kw,
+    )
+
+
+def _scipy_loglik(x, weights, means, cov_full):
+    dens = np.stack(
+        [w * multivariate_normal(m, c).pdf(x) for w, m, c in zip(weights, means, cov_full)],
+        axis=1,
+    )
+    return np.log(dens.sum(axis=1))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_pointwise_log_likelihood_matches_scipy(covariance_type):
+    d = 3
+    weights, means, cov = _random_params(covariance_type, d=d, seed=1)
+    rng = np.random.default_rng(2)
+    x = rng.normal(scale=3.0, size=(25, d))
+    if covariance_type == "full":
+        cov_full = cov
+    elif covariance_type == "tied":
+        cov_full = [cov] * K
+    elif covariance_type == "diag":
+        cov_full = [np.diag(c) for c in cov]
+    else:
+        cov_full = [c * np.eye(d) for c in cov]
+    expected = _scipy_loglik(x, weights, means, cov_full)
+    got = pointwise_log_likelihood(x, weights, means, cov, covariance_type)
+    assert got.shape == (25,)
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+    # expand_covariances gives the same matrices as the scipy reference
+    np.testing.assert_allclose(expand_covariances(cov, covariance_type, K, d), np.asarray(cov_full))
+
+
+def test_pointwise_log_likelihood_1d_and_zero_weight():
+    x = np.array([-1.0, 0.0, 2.5])
+    weights = np.array([1.0, 0.0])
+    means = np.array([[0.0], [100.0]])
+    got = pointwise_log_likelihood(x, weights, means, np.array([4.0, 1.0]), "spherical")
+    expected = multivariate_normal(0.0, 4.0).logpdf(x[:, None])
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_pointwise_log_likelihood_rejects_non_pd_covariance():
+    weights, means, cov = _random_params("full")
+    cov[1] = -np.eye(D)
+    with pytest.raises(ValueError, match="component 1 is not positive definite"):
+        pointwise_log_likelihood(np.zeros((2, D)), weights, means, cov, "full")
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_groups_dims_and_coords(covariance_type):
+    x = np.random.default_rng(3).normal(size=(N, D))
+    dt = _tree(covariance_type, x=x, feature_names=["a", "b"])
+    assert set(dt.children) == {
+        "posterior",
+        "sample_stats",
+        "em_trace",
+        "observed_data",
+        "log_likelihood",
+    }
+    post = dt["posterior"]
+    assert post["weights"].dims == ("chain", "draw", "component")
+    assert post["locs"].dims == ("chain", "draw", "component", "feature")
+    assert post["covariances"].dims == COV_DIMS[covariance_type]
+    assert post.sizes["chain"] == 1 and post.sizes["draw"] == 1
+    assert list(post["component"].values) == [0, 1, 2]
+    assert list(post["feature"].values) == ["a", "b"]
+    if "feature_bis" in COV_DIMS[covariance_type]:
+        assert list(post["feature_bis"].values) == ["a", "b"]
+    np.testing.assert_allclose(post["weights"].sum("component").values, 1.0)
+
+    stats = dt["sample_stats"]
+    for name in ("lp", "converged", "n_iter"):
+        assert stats[name].dims == ("chain", "draw")
+    assert stats["lp"].item() == -123.5
+    assert stats["converged"].dtype == bool and bool(stats["converged"].item())
+    assert stats["n_iter"].item() == 3
+
+    trace = dt["em_trace"]["lower_bound"]
+    assert trace.dims == ("iteration",)
+    np.testing.assert_array_equal(trace.values, [-3.0, -2.5, -2.4])
+    np.testing.assert_array_equal(trace["iteration"].values, [1, 2, 3])
+
+    obs = dt["observed_data"]["obs"]
+    assert obs.dims == ("obs_id", "feature")
+    np.testing.assert_array_equal(obs.values, x)
+    ll = dt["log_likelihood"]["obs"]
+    assert ll.dims == ("chain", "draw", "obs_id")
+    weights, means, cov = _random_params(covariance_type)
+    np.testing.assert_allclose(
+        ll.values[0, 0], pointwise_log_likelihood(x, weights, means, cov, covariance_type)
+    )
+
+    assert dt.attrs["covariance_type"] == covariance_type
+    assert isinstance(dt.attrs["numpyro_gmm_version"], str) and dt.attrs["numpyro_gmm_version"]
+    assert dt.attrs["creation_library"] == "numpyro_gmm"
+    assert "created_at" in dt.attrs
+
+
+def test_without_data_has_no_data_groups_and_default_feature_names():
+    dt = _tree("full")
+    assert set(dt.children) == {"posterior", "sample_stats", "em_trace"}
+    assert list(dt["posterior"]["feature"].values) == ["x0", "x1"]
+
+
+def test_empty_trace_is_allowed():
+    weights, means, cov = _random_params("diag")
+    dt = gmm_to_datatree(
+        weights=weights,
+        means=means,
+        covariances=cov,
+        covariance_type="diag",
+        lower_bounds=[],
+        converged=False,
+        n_iter=0,
+        objective=float("-inf"),
+    )
+    assert dt["em_trace"].sizes["iteration"] == 0
+    assert not bool(dt["sample_stats"]["converged"].item())
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_netcdf_round_trip(tmp_path, covariance_type):
+    x = np.random.default_rng(4).normal(size=(N, D))
+    attrs = {"method": "em", "options": {"n_init": 8}, "x64": True, "weights_init": None}
+    dt = _tree(covariance_type, x=x, feature_names=["a", "b"], attrs=attrs)
+    path = tmp_path / "fit.nc"
+    write_datatree_atomic(dt, path)
+    assert path.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["fit.nc"], "no temporary file left behind"
+    with xr.open_datatree(path) as back:
+        assert set(back.children) == set(dt.children)
+        for group in dt.children:
+            for name, var in dt[group].data_vars.items():
+                got = back[group][name]
+                assert got.dims == var.dims, (group, name)
+                np.testing.assert_array_equal(got.values, var.values)
+        assert back["sample_stats"]["converged"].dtype == bool
+        assert list(back["posterior"]["feature"].values) == ["a", "b"]
+        assert back.attrs["covariance_type"] == covariance_type
+        assert back.attrs["method"] == "em"
+        assert back.attrs["options"] == '{"n_init": 8}'
+        assert int(back.attrs["x64"]) == 1
+        assert back.attrs["weights_init"] == "None"
+
+
+def test_write_failure_leaves_previous_file_and_no_partial_file(tmp_path, monkeypatch):
+    path = tmp_path / "fit.nc"
+    path.write_bytes(b"previous content")
+    dt = _tree("full")
+
+    def broken_to_netcdf(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(xr.DataTree, "to_netcdf", broken_to_netcdf)
+    with pytest.raises(OSError, match="disk full"):
+        write_datatree_atomic(dt, path)
+    assert path.read_bytes() == b"previous content"
+    assert os.listdir(tmp_path) == ["fit.nc"]
+
+
+def test_write_replaces_existing_file(tmp_path):
+    path = tmp_path / "fit.nc"
+    path.write_bytes(b"old")
+    write_datatree_atomic(_tree("spherical"), path)
+    with xr.open_datatree(path) as back:
+        assert back.attrs["covariance_type"] == "spherical"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("covariances", np.ones((K, D)), "covariances for covariance_type='full'"),
+        ("means", np.zeros((K + 1, D)), "means must have shape"),
+        ("weights", np.ones((K, 1)), "weights must have shape"),
+        ("covariance_type", "banded", "covariance_type must be one of"),
+        ("feature_names", ["a"], "feature_names has 1 names"),
+        ("x", np.zeros((5, D + 1)), "x must have shape"),
+    ],
+)
+def test_invalid_input_raises(field, value, match):
+    weights, means, cov = _random_params("full")
+    kwargs = dict(
+        weights=weights,
+        means=means,
+        covariances=cov,
+        covariance_type="full",
+        lower_bounds=[0.0],
+        converged=True,
+        n_iter=1,
+        objective=0.0,
+    )
+    kwargs[field] = value
+    with pytest.raises(ValueError, match=match):
+        gmm_to_datatree(**kwargs)
