@@ -154,8 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-params",
         choices=INIT_PARAMS,
         default="k-means++",
-        help="initialization: kmeans, k-means++, random or random_from_data "
-        "(default: k-means++)",
+        help="initialization: kmeans, k-means++, random or random_from_data (default: k-means++)",
     )
     fit.add_argument(
         "--max-iter",
@@ -311,9 +310,7 @@ def _select_csv_columns(
                 "choose columns with --columns"
             )
         if dupes and any(names[j] in dupes for j in chosen):
-            raise CLIError(
-                f"duplicate column names in {path!r}: {', '.join(dupes)}; rename them"
-            )
+            raise CLIError(f"duplicate column names in {path!r}: {', '.join(dupes)}; rename them")
     else:
         chosen = []
         for name in columns:

@@ -21,13 +21,19 @@ from numpyro_gmm import driver
 from numpyro_gmm._types import Array, CovarianceType
 from numpyro_gmm.kernels import em
 from numpyro_gmm.mixture.chunking import default_chunk_size
-from numpyro_gmm.mixture.estep import sufficient_statistics
+from numpyro_gmm.mixture.estep import component_log_prob, sufficient_statistics
 from numpyro_gmm.mixture.init import initialize
 from numpyro_gmm.mixture.params import GMMParams, covariances_from_precisions_cholesky
 from numpyro_gmm.mixture.priors import GaussianMixturePrior, log_prior
 
-__all__ = ["ConvergenceWarning", "EmptyComponentWarning", "InitialValues", "FitResult",
-           "fit_gaussian_mixture"]
+__all__ = [
+    "ConvergenceWarning",
+    "EmptyComponentWarning",
+    "InitialValues",
+    "FitResult",
+    "fit_gaussian_mixture",
+    "weighted_log_prob",
+]
 
 
 class ConvergenceWarning(UserWarning):
@@ -102,12 +108,16 @@ def _initial_params(key, x, initial: InitialValues, reg_covar, config: _Config) 
     if all(value is not None for value in initial):
         return GMMParams(*initial)
     params = initialize(
-        key, x, config.n_components, config.init_method, config.covariance_type, reg_covar,
+        key,
+        x,
+        config.n_components,
+        config.init_method,
+        config.covariance_type,
+        reg_covar,
         config.chunk_size,
     )
-    return GMMParams(*(
-        given if given is not None else computed for given, computed in zip(initial, params)
-    ))
+    pairs = zip(initial, params, strict=True)
+    return GMMParams(*(computed if given is None else given for given, computed in pairs))
 
 
 def _step_fn(reg_covar, prior, config: _Config):
@@ -124,8 +134,13 @@ def _start(keys, x, initial, reg_covar, config: _Config) -> driver.RunState:
 
 def _advance(keys, x, run_states, stop_at, tol, reg_covar, prior, config: _Config):
     return driver.advance_restarts(
-        keys, _step_fn(reg_covar, prior, config), run_states, x,
-        stop_at=stop_at, tol=tol, objective_scale=1.0 / x.shape[0],
+        keys,
+        _step_fn(reg_covar, prior, config),
+        run_states,
+        x,
+        stop_at=stop_at,
+        tol=tol,
+        objective_scale=1.0 / x.shape[0],
     )
 
 
@@ -171,14 +186,14 @@ def _run_with_progress(keys, x, initial, tol, reg_covar, prior, config, interval
     started = time.perf_counter()
     run_states = _start_program(keys, x, initial, reg_covar, config)
     n_restarts = keys.shape[0]
-    print(f"Initialized {n_restarts} restart(s) in {time.perf_counter() - started:.2f} s",
-          file=sys.stderr)
+    print(
+        f"Initialized {n_restarts} restart(s) in {time.perf_counter() - started:.2f} s",
+        file=sys.stderr,
+    )
     stop_at = 0
     while stop_at < config.max_iter:
         stop_at = min(stop_at + interval, config.max_iter)
-        run_states = _advance_program(
-            keys, x, run_states, stop_at, tol, reg_covar, prior, config
-        )
+        run_states = _advance_program(keys, x, run_states, stop_at, tol, reg_covar, prior, config)
         n_iter, objective, done = jax.device_get(
             (run_states.n_iter, run_states.objective, run_states.converged | run_states.failed)
         )
@@ -245,8 +260,9 @@ def fit_gaussian_mixture(
     n_samples, n_features = x.shape
     if chunk_size is None:
         chunk_size = default_chunk_size(n_samples, n_components, n_features)
-    config = _Config(n_components, covariance_type, init_method, max_iter,
-                     int(min(chunk_size, n_samples)))
+    config = _Config(
+        n_components, covariance_type, init_method, max_iter, int(min(chunk_size, n_samples))
+    )
     if isinstance(rng_key, int):
         rng_key = jax.random.key(rng_key)
     keys = jax.random.split(rng_key, n_restarts)
@@ -254,9 +270,7 @@ def fit_gaussian_mixture(
     dtype = x.dtype
     initial = InitialValues(*(None if v is None else jnp.asarray(v, dtype) for v in initial))
     if prior is not None:
-        prior = GaussianMixturePrior(
-            *(None if v is None else jnp.asarray(v, dtype) for v in prior)
-        )
+        prior = GaussianMixturePrior(*(None if v is None else jnp.asarray(v, dtype) for v in prior))
     tol = jnp.asarray(tol, dtype)
     reg_covar = jnp.asarray(reg_covar, dtype)
     if progress_interval:
@@ -320,3 +334,33 @@ def _select_best(run_states, final, max_iter: int) -> FitResult:
         restart_failed=failed,
         trace=np.asarray(run_states.trace),
     )
+
+
+_PREDICT_CHUNK_ROWS = 1 << 16
+
+
+@functools.partial(jax.jit, static_argnames="covariance_type")
+def _component_log_prob_program(x, params, covariance_type):
+    return component_log_prob(x, params, covariance_type)
+
+
+def weighted_log_prob(
+    x: np.ndarray, params: GMMParams, covariance_type: CovarianceType
+) -> np.ndarray:
+    """``log pi_k + log N(x_n | mu_k, Sigma_k)`` for every row, shape (N, K), as numpy.
+
+    Rows go through the device in fixed-size chunks (the last one padded), so memory stays
+    bounded and one compilation serves any ``N``.
+    """
+    n_samples = x.shape[0]
+    rows = min(n_samples, _PREDICT_CHUNK_ROWS)
+    params = GMMParams(*(jnp.asarray(leaf, x.dtype) for leaf in params))
+    pieces = []
+    for start in range(0, n_samples, rows):
+        chunk = x[start : start + rows]
+        valid = chunk.shape[0]
+        if valid < rows:
+            chunk = np.concatenate([chunk, np.zeros((rows - valid, x.shape[1]), x.dtype)])
+        log_prob = _component_log_prob_program(jnp.asarray(chunk), params, covariance_type)
+        pieces.append(np.asarray(log_prob)[:valid])
+    return np.concatenate(pieces)

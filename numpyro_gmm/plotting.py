@@ -31,7 +31,9 @@ def _predict_labels(
     k = weights.shape[0]
     log_resp = np.empty((x.shape[0], k))
     for j in range(k):
-        log_resp[:, j] = pointwise_log_likelihood(x, [1.0], means[j : j + 1], cov_full[j : j + 1], "full")
+        log_resp[:, j] = pointwise_log_likelihood(
+            x, [1.0], means[j : j + 1], cov_full[j : j + 1], "full"
+        )
     with np.errstate(divide="ignore"):
         log_resp += np.log(weights)[None, :]
     return np.argmax(log_resp, axis=1)
@@ -99,12 +101,12 @@ def plot_mixture(
     w = np.asarray(weights, dtype=np.float64)
     mu = np.asarray(means, dtype=np.float64)
     if mu.ndim != 2 or xx.ndim != 2 or mu.shape[1] != xx.shape[1] or mu.shape[0] != w.shape[0]:
-        raise ValueError(
-            f"inconsistent shapes: x {xx.shape}, weights {w.shape}, means {mu.shape}"
-        )
+        raise ValueError(f"inconsistent shapes: x {xx.shape}, weights {w.shape}, means {mu.shape}")
     k, d = mu.shape
     cov = expand_covariances(covariances, covariance_type, k, d)
-    names = [f"x{i}" for i in range(d)] if feature_names is None else [str(f) for f in feature_names]
+    names = (
+        [f"x{i}" for i in range(d)] if feature_names is None else [str(f) for f in feature_names]
+    )
     if len(names) != d:
         raise ValueError(f"feature_names has {len(names)} names but the data have {d} features")
 
@@ -132,7 +134,12 @@ def plot_mixture(
         ax.plot(grid, comp.sum(axis=1), color="k", lw=2.5, alpha=0.6, label="mixture")
         for j in range(k):
             ax.plot(
-                grid, comp[:, j], color=colors[j], lw=1.5, ls="--", label=f"component {j} (w={w[j]:.2f})"
+                grid,
+                comp[:, j],
+                color=colors[j],
+                lw=1.5,
+                ls="--",
+                label=f"component {j} (w={w[j]:.2f})",
             )
         ax.set_xlabel(names[0])
         ax.set_ylabel("density")

@@ -82,8 +82,7 @@ def package_version() -> str:
 def _check_covariance_type(covariance_type: str) -> None:
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(
-            f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}; "
-            f"got {covariance_type!r}"
+            f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}; got {covariance_type!r}"
         )
 
 
@@ -333,7 +332,9 @@ def gmm_to_datatree(
     else:
         features = [str(f) for f in feature_names]
         if len(features) != d:
-            raise ValueError(f"feature_names has {len(features)} names but the means have {d} features")
+            raise ValueError(
+                f"feature_names has {len(features)} names but the means have {d} features"
+            )
         if len(set(features)) != d:
             raise ValueError(f"feature_names must be unique; got {features}")
     trace = np.asarray(lower_bounds if lower_bounds is not None else [], dtype=np.float64).ravel()

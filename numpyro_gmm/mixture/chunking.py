@@ -8,7 +8,6 @@ the data array is never padded or copied.
 
 import math
 from collections.abc import Callable
-from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +16,6 @@ from jax import lax
 from numpyro_gmm._types import Array
 
 __all__ = ["default_chunk_size", "chunked_sum"]
-
-Sums = TypeVar("Sums")
 
 # Aim for per-chunk temporaries of roughly this many elements of the (K, C, D) tensor.
 _TARGET_CHUNK_ELEMENTS = 1 << 20
@@ -31,7 +28,7 @@ def default_chunk_size(n_samples: int, n_components: int, n_features: int) -> in
     return int(min(n_samples, rows))
 
 
-def chunked_sum(
+def chunked_sum[Sums](
     chunk_fn: Callable[[Array, Array, Array], Sums], x: Array, chunk_size: int
 ) -> Sums:
     """Sum ``chunk_fn(rows, row_weights, row_index)`` over row chunks of ``x``.

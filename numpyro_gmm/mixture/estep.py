@@ -78,9 +78,7 @@ def _differences(x: Array, shift: Array) -> Array:
     return x[None, :, :] - shift[:, None, :]
 
 
-def component_log_prob(
-    x: Array, params: GMMParams, covariance_type: CovarianceType
-) -> Array:
+def component_log_prob(x: Array, params: GMMParams, covariance_type: CovarianceType) -> Array:
     """``log pi_k + log N(x_n | mu_k, Sigma_k)`` for every row and component, shape (N, K)."""
     log_prob = log_prob_from_differences(
         _differences(x, params.means), params.precisions_cholesky, covariance_type
@@ -131,9 +129,10 @@ def sufficient_statistics(
     def chunk_fn(rows: Array, row_weights: Array, row_index: Array) -> SufficientStats:
         del row_index
         differences = _differences(rows, params.means)
-        log_prob = log_prob_from_differences(
-            differences, params.precisions_cholesky, covariance_type
-        ) + log_weights[:, None]
+        log_prob = (
+            log_prob_from_differences(differences, params.precisions_cholesky, covariance_type)
+            + log_weights[:, None]
+        )
         log_norm = jax.nn.logsumexp(log_prob, axis=0)
         responsibilities = jnp.exp(log_prob - log_norm) * row_weights
         return _chunk_statistics(

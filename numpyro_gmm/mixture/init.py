@@ -124,9 +124,7 @@ def kmeans_centers(
     def body_fn(carry: tuple[int, Array, Array]) -> tuple[int, Array, Array]:
         iteration, centers, _ = carry
         counts, sums = cluster_sums(centers)
-        updated = jnp.where(
-            counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], centers
-        )
+        updated = jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], centers)
         return iteration + 1, updated, jnp.sum((updated - centers) ** 2)
 
     init = (jnp.zeros((), jnp.int32), centers, jnp.asarray(jnp.inf, x.dtype))

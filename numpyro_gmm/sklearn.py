@@ -1,0 +1,343 @@
+"""A scikit-learn style ``GaussianMixture`` on the numpyro_gmm engine.
+
+It accepts scikit-learn's constructor arguments with their meaning, plus ``method`` (the
+training algorithm) and ``prior`` (conjugate priors for MAP-EM). Differences from
+scikit-learn, all deliberate:
+
+- the ``n_init`` restarts run as one vectorized, jitted program, and the best is the one with
+  the highest log joint of its *final* parameters (scikit-learn compares the lower bound of
+  the parameters entering the last iteration);
+- ``reg_covar`` must be positive;
+- computations run in float32 unless JAX's x64 mode is on
+  (``jax.config.update("jax_enable_x64", True)``), as everywhere in JAX;
+- ``verbose`` progress goes to stderr, every ``verbose_interval`` iterations.
+"""
+
+import inspect
+import numbers
+
+import jax
+import numpy as np
+from scipy.special import logsumexp
+
+from numpyro_gmm.fitting import InitialValues, fit_gaussian_mixture, weighted_log_prob
+from numpyro_gmm.mixture.params import (
+    GMMParams,
+    n_parameters,
+    precisions_cholesky_from_precisions,
+    precisions_from_precisions_cholesky,
+)
+from numpyro_gmm.mixture.priors import GaussianMixturePrior
+from numpyro_gmm.validation import (
+    check_data,
+    check_initial_values,
+    check_n_samples,
+    check_options,
+    working_dtype,
+)
+
+__all__ = ["GaussianMixture", "METHODS"]
+
+METHODS: tuple[str, ...] = ("em",)
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The estimator is used before ``fit``."""
+
+
+def _seed_from(random_state) -> int:
+    if random_state is None:
+        return int(np.random.default_rng().integers(2**31))
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**31))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**31))
+    raise ValueError(
+        f"random_state must be None, an int, or a numpy RandomState/Generator; got "
+        f"{random_state!r}."
+    )
+
+
+class GaussianMixture:
+    """Gaussian mixture fitted by EM (or MAP-EM with ``prior``), scikit-learn compatible.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    tol : float, default=1e-3
+        Convergence threshold on the change of the per-sample log joint.
+    reg_covar : float, default=1e-6
+        Positive value added to the diagonal of every covariance.
+    max_iter : int, default=100
+    n_init : int, default=1
+        Restarts, run together as one vectorized program.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+    weights_init, means_init, precisions_init : array-like, optional
+        User initial values (scikit-learn shapes); they replace the init method's.
+    random_state : int, RandomState, Generator or None
+    warm_start : bool, default=False
+        Start the next ``fit`` from the current solution (with one restart).
+    verbose : int, default=0
+        If positive, print progress to stderr every ``verbose_interval`` iterations.
+    verbose_interval : int, default=10
+    method : {"em"}, default="em"
+        Training algorithm.
+    prior : GaussianMixturePrior, optional
+        Conjugate priors; with them ``fit`` finds the MAP (the posterior mode).
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_, precisions_, precisions_cholesky_ : ndarray
+        Shaped per covariance type: full (K, D, D), tied (D, D), diag (K, D), spherical (K,).
+        ``precisions_cholesky_`` is upper-triangular with ``precision = U U^T``.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Per-sample log joint of the parameters entering the last iteration of the best
+        restart.
+    lower_bounds_ : list of float
+        The same, for every iteration of the best restart.
+    objective_ : float
+        Log joint (log-likelihood plus log prior) of the fitted parameters.
+    restart_objectives_ : ndarray of shape (n_init,)
+        Final log joint of every restart.
+    n_features_in_ : int
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        method: str = "em",
+        prior: GaussianMixturePrior | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.method = method
+        self.prior = prior
+
+    # -- scikit-learn estimator protocol -------------------------------------------------
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [name for name in signature.parameters if name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor arguments, as scikit-learn's ``BaseEstimator.get_params``."""
+        del deep
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params) -> "GaussianMixture":
+        """Set constructor arguments, as scikit-learn's ``BaseEstimator.set_params``."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r}; valid parameters: {valid}.")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = inspect.signature(type(self).__init__).parameters
+        changed = [
+            f"{name}={value!r}"
+            for name, value in self.get_params().items()
+            if not (
+                isinstance(value, str | int | float | bool | type(None))
+                and value == defaults[name].default
+            )
+        ]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def _validate(self) -> None:
+        check_options(
+            n_components=self.n_components,
+            covariance_type=self.covariance_type,
+            init_params=self.init_params,
+            reg_covar=self.reg_covar,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            n_init=self.n_init,
+        )
+        if self.method not in METHODS:
+            raise ValueError(f"Unknown method {self.method!r}; use one of {METHODS}.")
+
+    def _prepare(self, X) -> np.ndarray:
+        x = check_data(X)
+        return x.astype(working_dtype(x.dtype), copy=False)
+
+    def _initial_values(self, n_features: int) -> InitialValues:
+        if self.warm_start and hasattr(self, "weights_"):
+            return InitialValues(self.weights_, self.means_, self.precisions_cholesky_)
+        weights, means, precisions = check_initial_values(
+            self.weights_init,
+            self.means_init,
+            self.precisions_init,
+            n_components=self.n_components,
+            n_features=n_features,
+            covariance_type=self.covariance_type,
+        )
+        precisions_cholesky = None
+        if precisions is not None:
+            precisions_cholesky = np.asarray(
+                precisions_cholesky_from_precisions(precisions, self.covariance_type)
+            )
+        return InitialValues(weights, means, precisions_cholesky)
+
+    def fit(self, X, y=None) -> "GaussianMixture":
+        """Estimate the parameters from ``X`` of shape (n_samples, n_features)."""
+        del y
+        self._validate()
+        x = self._prepare(X)
+        check_n_samples(x.shape[0], self.n_components)
+        initial = self._initial_values(x.shape[1])
+        warm = self.warm_start and hasattr(self, "weights_")
+        result = fit_gaussian_mixture(
+            jax.numpy.asarray(x),
+            self.n_components,
+            covariance_type=self.covariance_type,
+            rng_key=_seed_from(self.random_state),
+            n_restarts=1 if warm else self.n_init,
+            init_method=self.init_params,
+            initial=initial,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            reg_covar=self.reg_covar,
+            prior=self.prior,
+            progress_interval=self.verbose_interval if self.verbose else None,
+        )
+        self._store(result, x.shape[1])
+        return self
+
+    def _store(self, result, n_features: int) -> None:
+        best = result.best_restart
+        trace = result.trace[best]
+        n_iter = int(result.restart_n_iter[best])
+        self.weights_ = result.params.weights
+        self.means_ = result.params.means
+        self.precisions_cholesky_ = result.params.precisions_cholesky
+        self.precisions_ = np.asarray(
+            precisions_from_precisions_cholesky(self.precisions_cholesky_, self.covariance_type)
+        )
+        self.covariances_ = result.covariances
+        self.converged_ = bool(result.restart_converged[best])
+        self.n_iter_ = n_iter
+        self.lower_bounds_ = trace[:n_iter].tolist()
+        self.lower_bound_ = self.lower_bounds_[-1] if n_iter else -np.inf
+        self.objective_ = result.objective
+        self.restart_objectives_ = result.restart_objective
+        self.n_features_in_ = n_features
+
+    def fit_predict(self, X, y=None) -> np.ndarray:
+        """Fit, then return the most likely component of every row of ``X``."""
+        return self.fit(X, y).predict(X)
+
+    # -- inference -------------------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "weights_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+
+    def _weighted_log_prob(self, X) -> np.ndarray:
+        self._check_fitted()
+        x = self._prepare(X)
+        if x.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {x.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        params = GMMParams(self.weights_, self.means_, self.precisions_cholesky_)
+        return weighted_log_prob(x, params, self.covariance_type)
+
+    def score_samples(self, X) -> np.ndarray:
+        """Log-likelihood ``log p(x_n)`` of every row, shape (n_samples,)."""
+        return logsumexp(self._weighted_log_prob(X), axis=1)
+
+    def score(self, X, y=None) -> float:
+        """Mean per-sample log-likelihood."""
+        del y
+        return float(np.mean(self.score_samples(X)))
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Responsibilities, shape (n_samples, n_components)."""
+        log_prob = self._weighted_log_prob(X)
+        return np.exp(log_prob - logsumexp(log_prob, axis=1, keepdims=True))
+
+    def predict(self, X) -> np.ndarray:
+        """Most likely component of every row."""
+        return np.argmax(self._weighted_log_prob(X), axis=1)
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n_samples`` points and their component labels."""
+        self._check_fitted()
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}.")
+        rng = np.random.default_rng(_seed_from(self.random_state))
+        counts = rng.multinomial(
+            n_samples, np.asarray(self.weights_, float) / np.sum(self.weights_)
+        )
+        covariances = self._full_covariances()
+        draws = [
+            rng.multivariate_normal(mean, covariance, int(count))
+            for mean, covariance, count in zip(self.means_, covariances, counts, strict=True)
+        ]
+        labels = np.repeat(np.arange(self.n_components), counts)
+        return np.concatenate(draws), labels
+
+    def _full_covariances(self) -> np.ndarray:
+        n_components, n_features = self.means_.shape
+        covariances = np.asarray(self.covariances_, float)
+        if self.covariance_type == "full":
+            return covariances
+        if self.covariance_type == "tied":
+            return np.broadcast_to(covariances, (n_components, n_features, n_features))
+        if self.covariance_type == "diag":
+            return covariances[:, :, None] * np.eye(n_features)
+        return covariances[:, None, None] * np.eye(n_features)
+
+    def _n_parameters(self) -> int:
+        return n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
+
+    def bic(self, X) -> float:
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        x = check_data(X)
+        return float(-2 * self.score(x) * x.shape[0] + self._n_parameters() * np.log(x.shape[0]))
+
+    def aic(self, X) -> float:
+        """Akaike information criterion on ``X`` (lower is better)."""
+        return float(-2 * self.score(X) * check_data(X).shape[0] + 2 * self._n_parameters())
