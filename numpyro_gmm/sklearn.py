@@ -38,6 +38,13 @@ from numpyro_gmm.validation import (
 
 __all__ = ["GaussianMixture", "METHODS"]
 
+try:  # scikit-learn is optional: with it, the facade is a first-class sklearn estimator.
+    from sklearn.base import BaseEstimator, DensityMixin
+
+    _ESTIMATOR_BASES: tuple[type, ...] = (DensityMixin, BaseEstimator)
+except ImportError:
+    _ESTIMATOR_BASES = ()
+
 METHODS: tuple[str, ...] = ("em",)
 
 
@@ -60,7 +67,7 @@ def _seed_from(random_state) -> int:
     )
 
 
-class GaussianMixture:
+class GaussianMixture(*_ESTIMATOR_BASES):
     """Gaussian mixture fitted by EM (or MAP-EM with ``prior``), scikit-learn compatible.
 
     Parameters

@@ -53,7 +53,7 @@ def kmeans_plusplus_indices(rng_key: PRNGKey, x: Array, n_components: int) -> Ar
     first_key, loop_key = jax.random.split(rng_key)
     first = jax.random.randint(first_key, (), 0, n_samples)
     closest = jnp.sum((x - x[first]) ** 2, axis=1)
-    indices = jnp.zeros(n_components, jnp.int32).at[0].set(first)
+    indices = jnp.full(n_components, first)
 
     def body_fn(step: int, carry: tuple[Array, Array]) -> tuple[Array, Array]:
         indices, closest = carry
@@ -80,7 +80,7 @@ def kmeans_plusplus_indices(rng_key: PRNGKey, x: Array, n_components: int) -> Ar
         _, chosen, closest = lax.fori_loop(
             1, n_trials, trial_fn, (potential, candidates[0], updated)
         )
-        return indices.at[step].set(chosen), closest
+        return indices.at[step].set(chosen.astype(indices.dtype)), closest
 
     indices, _ = lax.fori_loop(1, n_components, body_fn, (indices, closest))
     return indices

@@ -1,0 +1,33 @@
+"""Shared fixtures: CPU only, dtype switching, synthetic mixtures."""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from helpers import make_mixture_data  # noqa: E402
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+    """Run the test in float32 and in float64 (JAX x64 switched on for the latter)."""
+    with jax.enable_x64(request.param == "float64"):
+        yield np.dtype(request.param)
+
+
+@pytest.fixture
+def x64():
+    """Run the test with JAX's float64 mode on."""
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture
+def blobs():
+    """Four well-separated 3-D clusters of different shapes, 400 rows."""
+    return make_mixture_data(
+        np.random.default_rng(0), n_samples=400, n_features=3, n_components=4, separation=6.0
+    )

@@ -1,0 +1,26 @@
+"""Test helpers: synthetic data, dtype tolerances and the scikit-learn reference."""
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+
+def make_mixture_data(rng, *, n_samples, n_features, n_components, separation=5.0):
+    """Sample a Gaussian mixture with random SPD covariances; returns (x, labels, means)."""
+    means = rng.normal(scale=separation, size=(n_components, n_features))
+    labels = rng.integers(0, n_components, n_samples)
+    factors = rng.normal(size=(n_components, n_features, n_features)) / np.sqrt(n_features)
+    factors += np.eye(n_features) * 0.5
+    noise = np.einsum("nde,ne->nd", factors[labels], rng.normal(size=(n_samples, n_features)))
+    return means[labels] + noise, labels, means
+
+
+def match_components(estimate, reference):
+    """Permutation ``p`` with ``estimate[p]`` closest to ``reference`` (Hungarian matching)."""
+    cost = np.linalg.norm(reference[:, None, :] - estimate[None, :, :], axis=-1)
+    _, columns = linear_sum_assignment(cost)
+    return columns
+
+
+def relative_error(actual, expected):
+    actual, expected = np.asarray(actual, float), np.asarray(expected, float)
+    return float(np.max(np.abs(actual - expected) / np.maximum(np.abs(expected), 1e-12)))

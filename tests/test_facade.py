@@ -1,0 +1,104 @@
+"""The scikit-learn facade: protocol, attributes, sampling, warm start, progress."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+
+from helpers import match_components
+from numpyro_gmm import GaussianMixture
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+SHAPES = {
+    "full": lambda k, d: (k, d, d),
+    "tied": lambda k, d: (d, d),
+    "diag": lambda k, d: (k, d),
+    "spherical": lambda k, d: (k,),
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Three unit-variance clusters 8 apart: every covariance type is well specified."""
+    rng = np.random.default_rng(7)
+    means = np.array([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0]])
+    labels = rng.integers(0, 3, 600)
+    return means[labels] + rng.normal(size=(600, 2)), labels, means
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_attributes_and_recovery(covariance_type, data):
+    x, labels, means = data
+    gm = GaussianMixture(3, covariance_type=covariance_type, n_init=4, random_state=0).fit(x)
+    k, d = 3, 2
+    assert gm.weights_.shape == (k,) and gm.means_.shape == (k, d)
+    for name in ("covariances_", "precisions_", "precisions_cholesky_"):
+        assert getattr(gm, name).shape == SHAPES[covariance_type](k, d)
+    assert gm.converged_ and 1 <= gm.n_iter_ == len(gm.lower_bounds_)
+    assert gm.lower_bound_ == gm.lower_bounds_[-1]
+    assert np.all(np.diff(gm.lower_bounds_) > -1e-4)
+    assert gm.restart_objectives_.shape == (4,)
+    cluster_means = np.stack([x[labels == j].mean(0) for j in range(3)])
+    order = match_components(gm.means_, cluster_means)
+    np.testing.assert_allclose(gm.means_[order], cluster_means, atol=0.1)
+    proba = gm.predict_proba(x)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+    assert (gm.predict(x) == proba.argmax(1)).all()
+    assert np.mean(np.argsort(order)[gm.predict(x)] == labels) > 0.99
+    assert gm.score(x) == pytest.approx(np.mean(gm.score_samples(x)))
+    assert gm.objective_ == pytest.approx(gm.score(x) * len(x), rel=1e-4)
+
+
+def test_sample_follows_the_fitted_mixture(data):
+    x, _, _ = data
+    gm = GaussianMixture(3, random_state=0, n_init=2).fit(x)
+    draws, labels = gm.sample(20000)
+    assert draws.shape == (20000, 2) and labels.shape == (20000,)
+    np.testing.assert_allclose(np.bincount(labels, minlength=3) / 20000, gm.weights_, atol=0.015)
+    for j in range(3):
+        np.testing.assert_allclose(draws[labels == j].mean(0), gm.means_[j], atol=0.1)
+    with pytest.raises(ValueError, match="n_samples must be an integer >= 1"):
+        gm.sample(0)
+
+
+def test_estimator_protocol(data):
+    x, _, _ = data
+    gm = GaussianMixture(2, covariance_type="diag", n_init=3, random_state=1)
+    assert gm.get_params()["covariance_type"] == "diag"
+    copy = clone(gm)
+    assert copy.get_params() == gm.get_params() and not hasattr(copy, "weights_")
+    search = GridSearchCV(GaussianMixture(random_state=0), {"n_components": [1, 2, 3, 4]}, cv=3)
+    search.fit(x)
+    assert search.best_params_["n_components"] >= 3
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        gm.set_params(banana=1)
+    assert "n_init=3" in repr(gm)
+
+
+def test_warm_start_continues_from_the_previous_solution(data):
+    x, _, _ = data
+    gm = GaussianMixture(3, warm_start=True, max_iter=1000, random_state=0).fit(x)
+    first = gm.objective_
+    gm.fit(x)
+    # The second fit starts exactly where the first ended, and only improves on it.
+    assert gm.lower_bounds_[0] * len(x) == pytest.approx(first, rel=1e-5)
+    assert gm.objective_ >= first - 1e-4 * abs(first)
+    assert gm.n_iter_ <= 10
+
+
+def test_same_seed_same_result_and_verbose_progress(data, capsys):
+    x, _, _ = data
+    a = GaussianMixture(3, n_init=3, init_params="k-means++", random_state=3).fit(x)
+    b = GaussianMixture(
+        3, n_init=3, init_params="k-means++", random_state=3, verbose=1, verbose_interval=2
+    ).fit(x)
+    np.testing.assert_array_equal(a.means_, b.means_)
+    np.testing.assert_array_equal(a.restart_objectives_, b.restart_objectives_)
+    err = capsys.readouterr().err
+    assert "Initialized 3 restart(s)" in err and "Iteration 2:" in err
+
+
+def test_bic_prefers_the_true_number_of_components(data):
+    x, _, _ = data
+    bics = [GaussianMixture(k, n_init=3, random_state=0).fit(x).bic(x) for k in (1, 2, 3, 4, 5)]
+    assert int(np.argmin(bics)) + 1 == 3

@@ -1,0 +1,81 @@
+"""Bad input fails early with a message that says what to do."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from numpyro_gmm import GaussianMixture
+from numpyro_gmm.sklearn import NotFittedError
+
+X = np.random.default_rng(0).normal(size=(30, 2))
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "message"),
+    [
+        (
+            np.where(np.arange(60).reshape(30, 2) == 7, np.nan, X),
+            ValueError,
+            "contains NaN.*impute",
+        ),
+        (np.where(np.arange(60).reshape(30, 2) == 7, np.inf, X), ValueError, "infinity.*Remove"),
+        (X[:, 0], ValueError, r"reshape\(-1, 1\)"),
+        (X[None], ValueError, "Expected a 2-D array"),
+        (np.empty((0, 2)), ValueError, "empty"),
+        (np.array([["a", "b"], ["c", "d"]]), TypeError, "must contain numbers"),
+        (pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "z"]}), TypeError, "select_dtypes"),
+        (X + 1j, TypeError, "real-valued"),
+    ],
+)
+def test_bad_data(data, error, message):
+    with pytest.raises(error, match=message):
+        GaussianMixture(2).fit(data)
+
+
+def test_fewer_samples_than_components():
+    with pytest.raises(ValueError, match="n_samples >= n_components.*fewer components"):
+        GaussianMixture(5).fit(X[:3])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"reg_covar": 0.0}, "reg_covar must be a finite number > 0"),
+        ({"reg_covar": -1e-6}, "reg_covar must be a finite number > 0"),
+        ({"covariance_type": "banana"}, "Unknown covariance_type 'banana'; use one of"),
+        ({"init_params": "magic"}, "Unknown init_params 'magic'; use one of"),
+        ({"method": "nuts"}, "Unknown method 'nuts'; use one of"),
+        ({"n_init": 0}, "n_init must be an integer >= 1"),
+        ({"max_iter": -1}, "max_iter must be an integer >= 0"),
+        ({"tol": -1.0}, "tol must be a finite number >= 0"),
+        ({"n_components": 0}, "n_components must be an integer >= 1"),
+        ({"random_state": "seed"}, "random_state must be None, an int"),
+    ],
+)
+def test_bad_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        GaussianMixture(**{"n_components": 2, **options}).fit(X)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"weights_init": [0.2, 0.2]}, "should be normalized"),
+        ({"weights_init": [1.5, -0.5]}, r"range \[0, 1\]"),
+        ({"weights_init": [1.0]}, "should have the shape"),
+        ({"means_init": np.zeros((3, 2))}, "should have the shape"),
+        ({"precisions_init": -np.eye(2)[None].repeat(2, 0)}, "symmetric, positive-definite"),
+        ({"precisions_init": np.eye(3)[None].repeat(2, 0)}, "should have the shape"),
+    ],
+)
+def test_bad_initial_values(options, message):
+    with pytest.raises(ValueError, match=message):
+        GaussianMixture(2, **options).fit(X)
+
+
+def test_use_before_fit_and_feature_mismatch():
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        GaussianMixture(2).predict(X)
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="X has 3 features.*expecting 2"):
+        gm.predict(np.zeros((4, 3)))
