@@ -9,12 +9,12 @@ import pytest
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from helpers import make_mixture_data
-from numpyro_gmm import ConvergenceWarning, EmptyComponentWarning
-from numpyro_gmm import driver, fitting
+from numpyro_gmm import ConvergenceWarning, EmptyComponentWarning, driver, fitting
 from numpyro_gmm.fitting import InitialValues, fit_gaussian_mixture
 from numpyro_gmm.mixture.estep import sufficient_statistics
 from numpyro_gmm.mixture.params import precisions_cholesky_from_covariances
+
+from helpers import make_mixture_data
 
 
 def log_likelihood_by_scipy(x, weights, means, covariances):

@@ -14,10 +14,11 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning as SKConvergenceWarning
 from sklearn.mixture import GaussianMixture as SKGaussianMixture
 
-from helpers import relative_error
 from numpyro_gmm import ConvergenceWarning, GaussianMixture
 from numpyro_gmm.fitting import InitialValues, fit_gaussian_mixture
 from numpyro_gmm.mixture.params import precisions_cholesky_from_precisions
+
+from helpers import relative_error
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 N_ITER = 10

@@ -5,8 +5,9 @@ import pytest
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
-from helpers import match_components
 from numpyro_gmm import GaussianMixture
+
+from helpers import match_components
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 SHAPES = {

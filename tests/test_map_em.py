@@ -11,12 +11,13 @@ import scipy.stats
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import relative_error
 from numpyro_gmm import ConvergenceWarning, EmptyComponentWarning
 from numpyro_gmm.fitting import fit_gaussian_mixture
 from numpyro_gmm.mixture import params as gp
 from numpyro_gmm.mixture.estep import component_log_prob
 from numpyro_gmm.mixture.priors import GaussianMixturePrior, log_prior
+
+from helpers import relative_error
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
