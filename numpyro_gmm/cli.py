@@ -26,14 +26,16 @@ from typing import Any
 
 import numpy as np
 
+from numpyro_gmm._types import COVARIANCE_TYPES as _COVARIANCE_TYPES
+from numpyro_gmm.mixture.init import INIT_METHODS
+from numpyro_gmm.sklearn import METHODS
+
 __all__ = ["METHODS", "main"]
 
 PROG = "numpyro-gmm"
 
-#: Fitting methods offered by ``--method`` (passed to ``GaussianMixture(method=...)``).
-METHODS: tuple[str, ...] = ("em",)
-COVARIANCE_TYPES: tuple[str, ...] = ("full", "tied", "diag", "spherical")
-INIT_PARAMS: tuple[str, ...] = ("kmeans", "k-means++", "random", "random_from_data")
+COVARIANCE_TYPES = _COVARIANCE_TYPES
+INIT_PARAMS = INIT_METHODS
 DEFAULT_EXAMPLE = "faithful"
 
 # Cells read as missing values (compared case-insensitively, after stripping blanks).
@@ -176,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_nonnegative_float,
         default=1e-6,
         metavar="EPS",
-        help="non-negative value added to the covariance diagonals (default: 1e-06)",
+        help="positive value added to the covariance diagonals (default: 1e-06)",
     )
     fit.add_argument(
         "--random-state",

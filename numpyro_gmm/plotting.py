@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from numpyro_gmm.results import expand_covariances, pointwise_log_likelihood
+from numpyro_gmm.results import expand_covariances, weighted_component_log_pdf
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -28,15 +28,9 @@ def _predict_labels(
     x: np.ndarray, weights: np.ndarray, means: np.ndarray, cov_full: np.ndarray
 ) -> np.ndarray:
     """Most probable component of each row (from full covariances)."""
-    k = weights.shape[0]
-    log_resp = np.empty((x.shape[0], k))
-    for j in range(k):
-        log_resp[:, j] = pointwise_log_likelihood(
-            x, [1.0], means[j : j + 1], cov_full[j : j + 1], "full"
-        )
     with np.errstate(divide="ignore"):
-        log_resp += np.log(weights)[None, :]
-    return np.argmax(log_resp, axis=1)
+        log_prob = weighted_component_log_pdf(x, weights, means, cov_full, "full")
+    return np.argmax(log_prob, axis=1)
 
 
 def _ellipse_xy(mean: np.ndarray, cov: np.ndarray, radius: float, n: int = 100) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Conversion of fitted Gaussian-mixture parameters to an ArviZ-style ``xarray.DataTree``.
 
-Everything here is plain numpy / scipy / xarray: it runs on the host after a fit, whatever
-engine produced the parameters (numpyro_gmm's kernels or scikit-learn).
+It runs on the host after a fit, whatever engine produced the parameters (numpyro_gmm's
+kernels or scikit-learn); the pointwise log-likelihood reuses the engine's E-step.
 
 The tree follows ArviZ 1.x conventions (sample dims ``chain`` and ``draw``); a MAP or
 maximum-likelihood point is stored as ``chain=1, draw=1``:
@@ -44,8 +44,15 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from scipy import linalg
 from scipy.special import logsumexp
+
+from numpyro_gmm.fitting import weighted_log_prob
+from numpyro_gmm.mixture.params import (
+    GMMParams,
+    full_covariances,
+    precisions_cholesky_from_covariances,
+)
+from numpyro_gmm.validation import working_dtype
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -54,12 +61,12 @@ __all__ = [
     "gmm_to_datatree",
     "package_version",
     "pointwise_log_likelihood",
+    "weighted_component_log_pdf",
     "write_datatree_atomic",
 ]
 
 COVARIANCE_TYPES: tuple[str, ...] = ("full", "tied", "diag", "spherical")
 
-_LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 def package_version() -> str:
@@ -153,48 +160,26 @@ def expand_covariances(
             f"covariances for covariance_type={covariance_type!r} must have shape "
             f"{expected[covariance_type]}; got shape {cov.shape}"
         )
-    if covariance_type == "full":
-        return cov.copy()
-    if covariance_type == "tied":
-        return np.broadcast_to(cov, (k, d, d)).copy()
-    if covariance_type == "diag":
-        return cov[:, :, None] * np.eye(d)[None, :, :]
-    return cov[:, None, None] * np.eye(d)[None, :, :]
+    return np.array(full_covariances(cov, covariance_type, k, d), dtype=np.float64)
 
 
-def _component_log_pdf(
-    x: np.ndarray, mu: np.ndarray, cov: np.ndarray, covariance_type: str
+def weighted_component_log_pdf(
+    x: np.ndarray, w: np.ndarray, mu: np.ndarray, cov: np.ndarray, covariance_type: str
 ) -> np.ndarray:
-    """Gaussian log-densities of every point under every component, shape (N, K)."""
-    n, d = x.shape
-    k = mu.shape[0]
-    out = np.empty((n, k), dtype=np.float64)
-    if covariance_type in ("full", "tied"):
-        for j in range(k):
-            c = cov[j] if covariance_type == "full" else cov
-            try:
-                chol = linalg.cholesky(c, lower=True)
-            except linalg.LinAlgError as err:
-                raise ValueError(
-                    f"covariance of component {j} is not positive definite; "
-                    "increase reg_covar or check the fitted parameters"
-                ) from err
-            z = linalg.solve_triangular(chol, (x - mu[j]).T, lower=True)
-            log_det = 2.0 * np.sum(np.log(np.diag(chol)))
-            out[:, j] = -0.5 * (d * _LOG_2PI + log_det + np.sum(z * z, axis=0))
-    elif covariance_type == "diag":
-        if np.any(cov <= 0):
-            raise ValueError("diagonal covariances must be positive")
-        diff2 = (x[:, None, :] - mu[None, :, :]) ** 2  # (N, K, D)
-        out[:] = -0.5 * (
-            d * _LOG_2PI + np.sum(np.log(cov), axis=1)[None, :] + np.sum(diff2 / cov[None], axis=2)
+    """``log w_k + log N(x_n | mu_k, Sigma_k)``, shape (N, K), from the engine's own E-step."""
+    dtype = working_dtype(x.dtype)
+    factor = np.asarray(precisions_cholesky_from_covariances(cov.astype(dtype), covariance_type))
+    finite = np.isfinite(factor.reshape(factor.shape[0], -1)).all(axis=1)
+    if not finite.all():
+        which = "the tied covariance" if covariance_type == "tied" else (
+            f"the covariance of component {int(np.flatnonzero(~finite)[0])}"
         )
-    else:  # spherical
-        if np.any(cov <= 0):
-            raise ValueError("spherical variances must be positive")
-        sq = np.sum((x[:, None, :] - mu[None, :, :]) ** 2, axis=2)  # (N, K)
-        out[:] = -0.5 * (d * _LOG_2PI + d * np.log(cov)[None, :] + sq / cov[None, :])
-    return out
+        raise ValueError(
+            f"{which} is not positive definite; increase reg_covar or check the fitted "
+            "parameters"
+        )
+    params = GMMParams(w.astype(dtype), mu.astype(dtype), factor)
+    return weighted_log_prob(x.astype(dtype), params, covariance_type)
 
 
 def pointwise_log_likelihood(
@@ -203,7 +188,8 @@ def pointwise_log_likelihood(
     """Pointwise marginal log-likelihood of a Gaussian mixture.
 
     Computes ``log sum_k w_k N(x_n | mu_k, Sigma_k)`` for every row of ``x`` with a
-    log-sum-exp over components, in float64.
+    log-sum-exp over components, with the engine's E-step (float32 unless JAX's x64 mode is
+    on); the result is returned as float64.
 
     Parameters
     ----------
@@ -232,8 +218,8 @@ def pointwise_log_likelihood(
             f"x must have shape (n_samples, {mu.shape[1]}) to match the means; got {xx.shape}"
         )
     with np.errstate(divide="ignore"):
-        log_w = np.log(w)
-    return logsumexp(_component_log_pdf(xx, mu, cov, covariance_type) + log_w[None, :], axis=1)
+        log_prob = weighted_component_log_pdf(xx, w, mu, cov, covariance_type)
+    return logsumexp(log_prob.astype(np.float64), axis=1)
 
 
 def _netcdf_attr(value: Any) -> Any:

@@ -66,7 +66,7 @@ def _scipy_loglik(x, weights, means, cov_full):
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
-def test_pointwise_log_likelihood_matches_scipy(covariance_type):
+def test_pointwise_log_likelihood_matches_scipy(covariance_type, x64):
     d = 3
     weights, means, cov = _random_params(covariance_type, d=d, seed=1)
     rng = np.random.default_rng(2)
@@ -87,7 +87,7 @@ def test_pointwise_log_likelihood_matches_scipy(covariance_type):
     np.testing.assert_allclose(expand_covariances(cov, covariance_type, K, d), np.asarray(cov_full))
 
 
-def test_pointwise_log_likelihood_1d_and_zero_weight():
+def test_pointwise_log_likelihood_1d_and_zero_weight(x64):
     x = np.array([-1.0, 0.0, 2.5])
     weights = np.array([1.0, 0.0])
     means = np.array([[0.0], [100.0]])
@@ -96,15 +96,15 @@ def test_pointwise_log_likelihood_1d_and_zero_weight():
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
-def test_pointwise_log_likelihood_rejects_non_pd_covariance():
+def test_pointwise_log_likelihood_rejects_non_pd_covariance(x64):
     weights, means, cov = _random_params("full")
     cov[1] = -np.eye(D)
-    with pytest.raises(ValueError, match="component 1 is not positive definite"):
+    with pytest.raises(ValueError, match="covariance of component 1 is not positive definite"):
         pointwise_log_likelihood(np.zeros((2, D)), weights, means, cov, "full")
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
-def test_groups_dims_and_coords(covariance_type):
+def test_groups_dims_and_coords(covariance_type, x64):
     x = np.random.default_rng(3).normal(size=(N, D))
     dt = _tree(covariance_type, x=x, feature_names=["a", "b"])
     assert set(dt.children) == {
@@ -153,13 +153,13 @@ def test_groups_dims_and_coords(covariance_type):
     assert "created_at" in dt.attrs
 
 
-def test_without_data_has_no_data_groups_and_default_feature_names():
+def test_without_data_has_no_data_groups_and_default_feature_names(x64):
     dt = _tree("full")
     assert set(dt.children) == {"posterior", "sample_stats", "em_trace"}
     assert list(dt["posterior"]["feature"].values) == ["x0", "x1"]
 
 
-def test_empty_trace_is_allowed():
+def test_empty_trace_is_allowed(x64):
     weights, means, cov = _random_params("diag")
     dt = gmm_to_datatree(
         weights=weights,
@@ -176,7 +176,7 @@ def test_empty_trace_is_allowed():
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
-def test_netcdf_round_trip(tmp_path, covariance_type):
+def test_netcdf_round_trip(tmp_path, covariance_type, x64):
     x = np.random.default_rng(4).normal(size=(N, D))
     attrs = {"method": "em", "options": {"n_init": 8}, "x64": True, "weights_init": None}
     dt = _tree(covariance_type, x=x, feature_names=["a", "b"], attrs=attrs)
@@ -200,7 +200,7 @@ def test_netcdf_round_trip(tmp_path, covariance_type):
         assert back.attrs["weights_init"] == "None"
 
 
-def test_write_failure_leaves_previous_file_and_no_partial_file(tmp_path, monkeypatch):
+def test_write_failure_leaves_previous_file_and_no_partial_file(tmp_path, monkeypatch, x64):
     path = tmp_path / "fit.nc"
     path.write_bytes(b"previous content")
     dt = _tree("full")
@@ -217,7 +217,7 @@ def test_write_failure_leaves_previous_file_and_no_partial_file(tmp_path, monkey
     assert os.listdir(tmp_path) == ["fit.nc"]
 
 
-def test_write_replaces_existing_file(tmp_path):
+def test_write_replaces_existing_file(tmp_path, x64):
     path = tmp_path / "fit.nc"
     path.write_bytes(b"old")
     write_datatree_atomic(_tree("spherical"), path)
@@ -236,7 +236,7 @@ def test_write_replaces_existing_file(tmp_path):
         ("x", np.zeros((5, D + 1)), "x must have shape"),
     ],
 )
-def test_invalid_input_raises(field, value, match):
+def test_invalid_input_raises(field, value, match, x64):
     weights, means, cov = _random_params("full")
     kwargs = dict(
         weights=weights,
