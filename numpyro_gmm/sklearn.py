@@ -16,7 +16,6 @@ scikit-learn, all deliberate:
 import inspect
 import numbers
 
-import jax
 import numpy as np
 from scipy.special import logsumexp
 
@@ -33,6 +32,8 @@ from numpyro_gmm.validation import (
     check_initial_values,
     check_n_samples,
     check_options,
+    check_prior,
+    to_device,
     working_dtype,
 )
 
@@ -230,9 +231,17 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         x = self._prepare(X)
         check_n_samples(x.shape[0], self.n_components)
         initial = self._initial_values(x.shape[1])
+        prior = None
+        if self.prior is not None:
+            prior = check_prior(
+                self.prior,
+                n_components=self.n_components,
+                n_features=x.shape[1],
+                covariance_type=self.covariance_type,
+            )
         warm = self.warm_start and hasattr(self, "weights_")
         result = fit_gaussian_mixture(
-            jax.numpy.asarray(x),
+            to_device(x),
             self.n_components,
             covariance_type=self.covariance_type,
             rng_key=_seed_from(self.random_state),
@@ -242,7 +251,7 @@ class GaussianMixture(*_ESTIMATOR_BASES):
             max_iter=self.max_iter,
             tol=self.tol,
             reg_covar=self.reg_covar,
-            prior=self.prior,
+            prior=prior,
             progress_interval=self.verbose_interval if self.verbose else None,
         )
         self._store(result, x.shape[1])

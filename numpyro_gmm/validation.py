@@ -13,10 +13,12 @@ from numpyro_gmm._types import COVARIANCE_TYPES
 from numpyro_gmm.mixture.init import INIT_METHODS
 
 __all__ = [
+    "to_device",
     "check_data",
     "check_n_samples",
     "check_options",
     "check_initial_values",
+    "check_prior",
     "working_dtype",
 ]
 
@@ -26,6 +28,16 @@ def working_dtype(dtype: np.dtype) -> np.dtype:
     if jax.config.jax_enable_x64 and np.dtype(dtype) != np.float32:
         return np.dtype(np.float64)
     return np.dtype(np.float32)
+
+
+def to_device(x: np.ndarray) -> jax.Array:
+    """Put host data on the default device, without a copy where the platform allows it.
+
+    On CPU, a C-contiguous numpy array aligned to 64 bytes is aliased rather than copied,
+    so fitting it costs no second copy of the data (numpy's own allocations are usually
+    16-byte aligned, and are copied once).
+    """
+    return jax.device_put(np.ascontiguousarray(x), may_alias=True)
 
 
 def check_data(x, *, name: str = "X", allow_1d: bool = False) -> np.ndarray:
@@ -184,3 +196,99 @@ def check_initial_values(
         elif (precisions <= 0).any():
             raise ValueError("'precisions_init' should be positive.")
     return weights, means, precisions
+
+
+def _positive_definite(matrix: np.ndarray) -> bool:
+    return bool(np.allclose(matrix, matrix.T)) and bool(np.all(np.linalg.eigvalsh(matrix) > 0))
+
+
+def check_prior(prior, *, n_components: int, n_features: int, covariance_type: str):
+    """Validate a :class:`~numpyro_gmm.mixture.priors.GaussianMixturePrior`; return it as numpy.
+
+    The closed-form MAP M-step needs: Dirichlet concentrations >= 1 (below 1 the mode lies on
+    the boundary of the simplex), a coupled (``mean_precision``) or an independent
+    (``mean_covariance``) mean prior but not both, Inverse-Wishart priors for full and tied
+    covariances and Inverse-Gamma priors for diag and spherical variances.
+    """
+    from numpyro_gmm.mixture.priors import GaussianMixturePrior
+
+    if not isinstance(prior, GaussianMixturePrior):
+        raise TypeError(f"prior must be a GaussianMixturePrior, got {type(prior).__name__}.")
+    values = {}
+    for name, value in prior._asdict().items():
+        if value is None:
+            values[name] = None
+            continue
+        array = np.asarray(value, dtype=float)
+        if not np.isfinite(array).all():
+            raise ValueError(f"prior.{name} contains NaN or infinity; give finite values.")
+        values[name] = array
+    k, d = n_components, n_features
+
+    def require(name: str, shape: tuple[int, ...], condition, text: str) -> None:
+        array = values[name]
+        if array.shape != shape:
+            raise ValueError(f"prior.{name} should have shape {shape}, got {array.shape}.")
+        if not condition(array):
+            raise ValueError(f"prior.{name} {text}")
+
+    if values["weight_concentration"] is not None:
+        require(
+            "weight_concentration",
+            (k,),
+            lambda a: np.all(a >= 1.0),
+            "must be >= 1 for a closed-form MAP M-step (the mode of a Dirichlet with "
+            "concentration below 1 lies on the boundary of the simplex).",
+        )
+    has_coupled = values["mean_precision"] is not None
+    has_independent = values["mean_covariance"] is not None
+    if has_coupled and has_independent:
+        raise ValueError(
+            "Give either prior.mean_precision (means ~ N(m0, Sigma_k / kappa0)) "
+            "or prior.mean_covariance (means ~ N(m0, V0)), not both."
+        )
+    if (has_coupled or has_independent) != (values["mean_loc"] is not None):
+        raise ValueError(
+            "A mean prior needs prior.mean_loc together with prior.mean_precision "
+            "or prior.mean_covariance."
+        )
+    if values["mean_loc"] is not None:
+        require("mean_loc", (d,), lambda a: True, "")
+    if has_coupled:
+        require("mean_precision", (), lambda a: a > 0, "must be > 0.")
+    if has_independent:
+        require(
+            "mean_covariance", (d, d), _positive_definite, "must be symmetric positive definite."
+        )
+    wishart = values["covariance_df"] is not None or values["covariance_scale"] is not None
+    gamma = values["variance_concentration"] is not None or values["variance_rate"] is not None
+    if wishart:
+        if covariance_type not in ("full", "tied"):
+            raise ValueError(
+                f"An Inverse-Wishart prior (covariance_df, covariance_scale) applies to full or "
+                f"tied covariances; for covariance_type={covariance_type!r} use "
+                "variance_concentration and variance_rate (Inverse-Gamma)."
+            )
+        if values["covariance_df"] is None or values["covariance_scale"] is None:
+            raise ValueError(
+                "An Inverse-Wishart prior needs both covariance_df and covariance_scale."
+            )
+        require("covariance_df", (), lambda a: a > d - 1, f"must be > n_features - 1 = {d - 1}.")
+        require(
+            "covariance_scale", (d, d), _positive_definite, "must be symmetric positive definite."
+        )
+    if gamma:
+        if covariance_type not in ("diag", "spherical"):
+            raise ValueError(
+                f"An Inverse-Gamma prior (variance_concentration, variance_rate) applies to diag "
+                f"or spherical covariances; for covariance_type={covariance_type!r} use "
+                "covariance_df and covariance_scale (Inverse-Wishart)."
+            )
+        if values["variance_concentration"] is None or values["variance_rate"] is None:
+            raise ValueError(
+                "An Inverse-Gamma prior needs both variance_concentration and variance_rate."
+            )
+        require("variance_concentration", (), lambda a: a > 0, "must be > 0.")
+        rate_shape = (d,) if covariance_type == "diag" and values["variance_rate"].ndim else ()
+        require("variance_rate", rate_shape, lambda a: np.all(a > 0), "must be > 0.")
+    return GaussianMixturePrior(**values)

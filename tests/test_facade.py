@@ -103,3 +103,22 @@ def test_bic_prefers_the_true_number_of_components(data):
     x, _, _ = data
     bics = [GaussianMixture(k, n_init=3, random_state=0).fit(x).bic(x) for k in (1, 2, 3, 4, 5)]
     assert int(np.argmin(bics)) + 1 == 3
+
+
+def test_map_fit_with_priors_pulls_toward_the_prior(data):
+    from numpyro_gmm import GaussianMixturePrior
+
+    x, _, _ = data
+    strong = GaussianMixturePrior(
+        weight_concentration=np.full(3, 1e4),  # nearly fixes the weights at 1/3
+        mean_loc=np.zeros(2),
+        mean_precision=1e-3,
+        covariance_df=5.0,
+        covariance_scale=np.eye(2),
+    )
+    ml = GaussianMixture(3, n_init=3, random_state=0).fit(x)
+    mapped = GaussianMixture(3, n_init=3, random_state=0, prior=strong).fit(x)
+    assert np.abs(mapped.weights_ - 1 / 3).max() < np.abs(ml.weights_ - 1 / 3).max()
+    np.testing.assert_allclose(mapped.weights_, 1 / 3, atol=0.01)
+    # The log joint includes the log prior, so it differs from the log-likelihood.
+    assert mapped.objective_ != pytest.approx(mapped.score(x) * len(x), rel=1e-3)

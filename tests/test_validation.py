@@ -79,3 +79,41 @@ def test_use_before_fit_and_feature_mismatch():
     gm = GaussianMixture(2, random_state=0).fit(X)
     with pytest.raises(ValueError, match="X has 3 features.*expecting 2"):
         gm.predict(np.zeros((4, 3)))
+
+
+@pytest.mark.parametrize(
+    ("covariance_type", "fields", "message"),
+    [
+        ("full", {"weight_concentration": [0.5, 2.0]}, "must be >= 1"),
+        ("full", {"weight_concentration": [1.0, np.nan]}, "NaN or infinity"),
+        ("full", {"weight_concentration": [1.0, 1.0, 1.0]}, "should have shape"),
+        (
+            "full",
+            {"mean_loc": [0.0, 0.0], "mean_precision": 1.0, "mean_covariance": np.eye(2)},
+            "not both",
+        ),
+        ("full", {"mean_precision": 1.0}, "needs prior.mean_loc"),
+        ("full", {"mean_loc": [0.0, 0.0], "mean_precision": -1.0}, "must be > 0"),
+        ("full", {"mean_loc": [0.0, 0.0], "mean_covariance": -np.eye(2)}, "positive definite"),
+        ("full", {"covariance_df": 0.5, "covariance_scale": np.eye(2)}, "must be > n_features - 1"),
+        ("tied", {"covariance_df": 3.0}, "needs both"),
+        (
+            "diag",
+            {"covariance_df": 3.0, "covariance_scale": np.eye(2)},
+            "use variance_concentration",
+        ),
+        ("full", {"variance_concentration": 1.0, "variance_rate": 1.0}, "use covariance_df"),
+        ("spherical", {"variance_concentration": 0.0, "variance_rate": 1.0}, "must be > 0"),
+    ],
+)
+def test_bad_priors(covariance_type, fields, message):
+    from numpyro_gmm import GaussianMixturePrior
+
+    prior = GaussianMixturePrior(**fields)
+    with pytest.raises(ValueError, match=message):
+        GaussianMixture(2, covariance_type=covariance_type, prior=prior).fit(X)
+
+
+def test_prior_of_the_wrong_type():
+    with pytest.raises(TypeError, match="GaussianMixturePrior"):
+        GaussianMixture(2, prior={"weight_concentration": [1, 1]}).fit(X)

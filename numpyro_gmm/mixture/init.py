@@ -87,8 +87,26 @@ def kmeans_plusplus_indices(rng_key: PRNGKey, x: Array, n_components: int) -> Ar
 
 
 def random_from_data_indices(rng_key: PRNGKey, x: Array, n_components: int) -> Array:
-    """``K`` distinct row indices drawn uniformly at random."""
-    return jax.random.choice(rng_key, x.shape[0], (n_components,), replace=False)
+    """``K`` distinct row indices, a uniformly random subset in random order.
+
+    Floyd's algorithm draws the subset with ``K`` random integers and no ``N``-sized
+    temporary (``jax.random.choice`` without replacement permutes all ``N`` rows).
+    """
+    n_samples = x.shape[0]
+    subset_key, order_key = jax.random.split(rng_key)
+    first_candidate = n_samples - n_components
+    draws = jax.random.randint(
+        subset_key, (n_components,), 0, first_candidate + 1 + jnp.arange(n_components)
+    )
+
+    def body_fn(step: int, chosen: Array) -> Array:
+        # Unfilled entries are -1, so they never match a candidate.
+        candidate = draws[step]
+        taken = jnp.any(chosen == candidate)
+        return chosen.at[step].set(jnp.where(taken, first_candidate + step, candidate))
+
+    chosen = lax.fori_loop(0, n_components, body_fn, jnp.full(n_components, -1, draws.dtype))
+    return jax.random.permutation(order_key, chosen)
 
 
 def kmeans_centers(
