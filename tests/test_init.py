@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from sklearn.cluster import KMeans
 
-from helpers import make_mixture_data
 from numpyro_gmm.mixture import init
 from numpyro_gmm.mixture.params import covariances_from_precisions_cholesky
+
+from helpers import make_mixture_data
 
 
 def test_random_from_data_draws_uniform_subsets():
