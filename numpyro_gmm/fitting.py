@@ -11,7 +11,7 @@ import functools
 import sys
 import time
 import warnings
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +19,7 @@ import numpy as np
 
 from numpyro_gmm import driver
 from numpyro_gmm._types import Array, CovarianceType
-from numpyro_gmm.kernels import em
+from numpyro_gmm.kernels import em, get_kernel
 from numpyro_gmm.mixture.chunking import default_chunk_size
 from numpyro_gmm.mixture.estep import component_log_prob, sufficient_statistics
 from numpyro_gmm.mixture.init import initialize
@@ -78,8 +78,12 @@ class FitResult(NamedTuple):
         Final log joint of every restart.
     restart_n_iter, restart_converged, restart_failed : np.ndarray, shape (R,)
     trace : np.ndarray, shape (R, max_iter)
-        Per-sample objective of every step (NaN after the last), scoring the parameters
-        that entered the step.
+        Per-sample objective of every step (NaN after the last), as the method reports it
+        for the state that entered the step.
+    polish_trace, polish_n_iter : np.ndarray or None
+        The same for the EM polish, shapes (R, polish_iter) and (R,), when one ran.
+    restart_converged : np.ndarray
+        The method's loop converged, or the polish did.
     """
 
     params: GMMParams
@@ -92,6 +96,8 @@ class FitResult(NamedTuple):
     restart_converged: np.ndarray
     restart_failed: np.ndarray
     trace: np.ndarray
+    polish_trace: np.ndarray | None = None
+    polish_n_iter: np.ndarray | None = None
 
 
 class _Config(NamedTuple):
@@ -102,6 +108,9 @@ class _Config(NamedTuple):
     init_method: str
     max_iter: int
     chunk_size: int
+    method: str = "em"
+    options: tuple[tuple[str, Any], ...] = ()
+    polish_iter: int = 0
 
 
 def _initial_params(key, x, initial: InitialValues, reg_covar, config: _Config) -> GMMParams:
@@ -121,13 +130,18 @@ def _initial_params(key, x, initial: InitialValues, reg_covar, config: _Config) 
 
 
 def _step_fn(reg_covar, prior, config: _Config):
-    return em.build_kernel(config.covariance_type, reg_covar, config.chunk_size, prior)
+    kernel = get_kernel(config.method)
+    return kernel.build_kernel(
+        config.covariance_type, reg_covar, config.chunk_size, prior, **dict(config.options)
+    )
 
 
 def _start(keys, x, initial, reg_covar, config: _Config) -> driver.RunState:
+    kernel = get_kernel(config.method)
+
     def start_one(key):
         params = _initial_params(key, x, initial, reg_covar, config)
-        return driver.init_run_state(em.init(params), config.max_iter, x.dtype)
+        return driver.init_run_state(kernel.init(params), config.max_iter, x.dtype)
 
     return jax.vmap(start_one)(keys)
 
@@ -144,7 +158,38 @@ def _advance(keys, x, run_states, stop_at, tol, reg_covar, prior, config: _Confi
     )
 
 
-def _finish(x, run_states, prior, config: _Config):
+class _Final(NamedTuple):
+    """Per-restart outcome after the method's loop and the optional EM polish."""
+
+    params: GMMParams
+    objective: Array
+    counts: Array
+    covariances: Array
+    polish: driver.RunState | None
+
+
+def _polish(keys, x, params: GMMParams, tol, reg_covar, prior, config: _Config):
+    """A few plain (MAP-)EM steps from every restart's parameters, in the same program."""
+    step = em.build_kernel(config.covariance_type, reg_covar, config.chunk_size, prior)
+    start = jax.vmap(lambda p: driver.init_run_state(em.init(p), config.polish_iter, x.dtype))
+    return driver.advance_restarts(
+        jax.vmap(lambda key: jax.random.fold_in(key, config.max_iter))(keys),
+        step,
+        start(params),
+        x,
+        stop_at=config.polish_iter,
+        tol=tol,
+        objective_scale=1.0 / x.shape[0],
+    )
+
+
+def _finish(keys, x, run_states, tol, reg_covar, prior, config: _Config) -> _Final:
+    params = jax.vmap(get_kernel(config.method).get_params)(run_states.kernel_state)
+    polish = None
+    if config.polish_iter:
+        polish = _polish(keys, x, params, tol, reg_covar, prior, config)
+        params = polish.kernel_state.params
+
     def score_one(params: GMMParams):
         stats = sufficient_statistics(x, params, config.covariance_type, config.chunk_size)
         objective = stats.log_likelihood
@@ -155,7 +200,7 @@ def _finish(x, run_states, prior, config: _Config):
         )
         return objective, stats.counts, covariances
 
-    return jax.vmap(score_one)(run_states.kernel_state.params)
+    return _Final(params, *jax.vmap(score_one)(params), polish)
 
 
 @functools.partial(jax.jit, static_argnames="config")
@@ -169,16 +214,16 @@ def _advance_program(keys, x, run_states, stop_at, tol, reg_covar, prior, config
 
 
 @functools.partial(jax.jit, static_argnames="config")
-def _finish_program(x, run_states, prior, config):
-    return _finish(x, run_states, prior, config)
+def _finish_program(keys, x, run_states, tol, reg_covar, prior, config):
+    return _finish(keys, x, run_states, tol, reg_covar, prior, config)
 
 
 @functools.partial(jax.jit, static_argnames="config")
 def _fit_program(keys, x, initial, tol, reg_covar, prior, config):
-    """Initialize, run and score every restart in one compiled program."""
+    """Initialize, run, polish and score every restart in one compiled program."""
     run_states = _start(keys, x, initial, reg_covar, config)
     run_states = _advance(keys, x, run_states, config.max_iter, tol, reg_covar, prior, config)
-    return run_states, _finish(x, run_states, prior, config)
+    return run_states, _finish(keys, x, run_states, tol, reg_covar, prior, config)
 
 
 def _run_with_progress(keys, x, initial, tol, reg_covar, prior, config, interval):
@@ -205,7 +250,7 @@ def _run_with_progress(keys, x, initial, tol, reg_covar, prior, config, interval
         )
         if done.all():
             break
-    return run_states, _finish_program(x, run_states, prior, config)
+    return run_states, _finish_program(keys, x, run_states, tol, reg_covar, prior, config)
 
 
 def fit_gaussian_mixture(
@@ -223,8 +268,11 @@ def fit_gaussian_mixture(
     prior: GaussianMixturePrior | None = None,
     chunk_size: int | None = None,
     progress_interval: int | None = None,
+    method: str = "em",
+    method_options: dict[str, Any] | None = None,
+    polish_iter: int = 0,
 ) -> FitResult:
-    """Fit a Gaussian mixture by (MAP-)EM with vectorized restarts.
+    """Fit a Gaussian mixture with a registered kernel and vectorized restarts.
 
     Inputs are assumed validated (:mod:`numpyro_gmm.validation`); ``x`` is a float array of
     shape (N, D) on the device.
@@ -252,6 +300,13 @@ def fit_gaussian_mixture(
         Rows per E-step chunk; by default about ``2**20 / (K D)``.
     progress_interval : int, optional
         If set, report progress on stderr every that many iterations.
+    method : str
+        A kernel module of :mod:`numpyro_gmm.kernels` (``"em"`` by default).
+    method_options : dict, optional
+        Keyword options of the method's ``build_kernel`` (static: one compilation each).
+    polish_iter : int
+        After the method's loop, at most this many plain (MAP-)EM steps (same ``tol``) from
+        every restart's parameters, before scoring and selection.
 
     Returns
     -------
@@ -261,7 +316,14 @@ def fit_gaussian_mixture(
     if chunk_size is None:
         chunk_size = default_chunk_size(n_samples, n_components, n_features)
     config = _Config(
-        n_components, covariance_type, init_method, max_iter, int(min(chunk_size, n_samples))
+        n_components,
+        covariance_type,
+        init_method,
+        max_iter,
+        int(min(chunk_size, n_samples)),
+        method,
+        tuple(sorted((method_options or {}).items())),
+        polish_iter,
     )
     if isinstance(rng_key, int):
         rng_key = jax.random.key(rng_key)
@@ -282,9 +344,13 @@ def fit_gaussian_mixture(
     return _select_best(jax.device_get(run_states), jax.device_get(final), max_iter)
 
 
-def _select_best(run_states, final, max_iter: int) -> FitResult:
-    objective, counts, covariances = final
+def _select_best(run_states, final: _Final, max_iter: int) -> FitResult:
+    objective, counts, covariances = final.objective, final.counts, final.covariances
     failed = np.asarray(run_states.failed)
+    converged = np.asarray(run_states.converged)
+    if final.polish is not None:
+        failed = failed | np.asarray(final.polish.failed)
+        converged = converged | np.asarray(final.polish.converged)
     if failed.all():
         raise ValueError(
             "Fitting the mixture model failed because some components have ill-defined "
@@ -303,8 +369,7 @@ def _select_best(run_states, final, max_iter: int) -> FitResult:
         )
     candidates = np.where(failed, -np.inf, objective)
     best = int(np.argmax(candidates))
-    params = jax.tree.map(lambda leaf: np.asarray(leaf[best]), run_states.kernel_state.params)
-    converged = np.asarray(run_states.converged)
+    params = jax.tree.map(lambda leaf: np.asarray(leaf[best]), final.params)
     if max_iter > 0 and not converged[best]:
         warnings.warn(
             "Best performing initialization did not converge. Try different init parameters, "
@@ -333,6 +398,8 @@ def _select_best(run_states, final, max_iter: int) -> FitResult:
         restart_converged=converged,
         restart_failed=failed,
         trace=np.asarray(run_states.trace),
+        polish_trace=None if final.polish is None else np.asarray(final.polish.trace),
+        polish_n_iter=None if final.polish is None else np.asarray(final.polish.n_iter),
     )
 
 

@@ -68,7 +68,6 @@ __all__ = [
 COVARIANCE_TYPES: tuple[str, ...] = ("full", "tied", "diag", "spherical")
 
 
-
 def package_version() -> str:
     """Return the installed version of numpyro_gmm.
 
@@ -171,12 +170,13 @@ def weighted_component_log_pdf(
     factor = np.asarray(precisions_cholesky_from_covariances(cov.astype(dtype), covariance_type))
     finite = np.isfinite(factor.reshape(factor.shape[0], -1)).all(axis=1)
     if not finite.all():
-        which = "the tied covariance" if covariance_type == "tied" else (
-            f"the covariance of component {int(np.flatnonzero(~finite)[0])}"
+        which = (
+            "the tied covariance"
+            if covariance_type == "tied"
+            else (f"the covariance of component {int(np.flatnonzero(~finite)[0])}")
         )
         raise ValueError(
-            f"{which} is not positive definite; increase reg_covar or check the fitted "
-            "parameters"
+            f"{which} is not positive definite; increase reg_covar or check the fitted parameters"
         )
     params = GMMParams(w.astype(dtype), mu.astype(dtype), factor)
     return weighted_log_prob(x.astype(dtype), params, covariance_type)

@@ -17,7 +17,10 @@ def test_benchmark_smoke_size_runs(script, expected, tmp_path):
     out = tmp_path / "result.json"
     completed = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--json", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert expected in completed.stdout

@@ -162,3 +162,21 @@ def test_chunked_statistics_equal_single_pass(covariance_type, x64):
         chunked = sufficient_statistics(x, params, covariance_type, chunk_size=chunk_size)
         for a, b in zip(whole, chunked, strict=True):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
+
+
+def test_polish_continues_with_plain_em_in_the_same_program(x64):
+    x = hard_problem(2)
+    kwargs = dict(rng_key=3, init_method="k-means++", tol=0.0)
+    with pytest.warns(ConvergenceWarning):
+        split = fit_gaussian_mixture(jnp.asarray(x), 8, max_iter=3, polish_iter=5, **kwargs)
+    with pytest.warns(ConvergenceWarning):
+        whole = fit_gaussian_mixture(jnp.asarray(x), 8, max_iter=8, **kwargs)
+    # EM followed by an EM polish is the same trajectory as one longer EM run.
+    np.testing.assert_allclose(split.params.means, whole.params.means, rtol=1e-12)
+    np.testing.assert_allclose(split.polish_trace[0], whole.trace[0][3:], rtol=1e-12)
+    assert split.polish_n_iter[0] == 5 and split.restart_n_iter[0] == 3
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="Unknown method 'nuts'; use one of"):
+        fit_gaussian_mixture(jnp.ones((10, 2)), 2, method="nuts")

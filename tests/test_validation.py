@@ -94,8 +94,7 @@ def test_use_before_fit_and_feature_mismatch():
         ),
         ("full", {"mean_precision": 1.0}, "needs prior.mean_loc"),
         ("full", {"mean_loc": [0.0, 0.0], "mean_precision": -1.0}, "must be > 0"),
-        ("full", {"mean_loc": [0.0, 0.0], "mean_covariance": -np.eye(2)},
-         "positive definite"),
+        ("full", {"mean_loc": [0.0, 0.0], "mean_covariance": -np.eye(2)}, "positive definite"),
         ("full", {"covariance_df": 0.5, "covariance_scale": np.eye(2)}, "must be > n_features - 1"),
         ("tied", {"covariance_df": 3.0}, "needs both"),
         (

@@ -25,7 +25,7 @@ from numpyro_gmm.mixture.mstep import m_step
 from numpyro_gmm.mixture.params import GMMParams
 from numpyro_gmm.mixture.priors import GaussianMixturePrior, log_prior
 
-__all__ = ["EMState", "EMInfo", "init", "build_kernel"]
+__all__ = ["EMState", "EMInfo", "init", "build_kernel", "get_params"]
 
 
 class EMState(NamedTuple):
@@ -62,6 +62,11 @@ class EMInfo(NamedTuple):
 def init(params: GMMParams) -> EMState:
     """Initial EM state from initial parameters."""
     return EMState(params=params)
+
+
+def get_params(state: EMState) -> GMMParams:
+    """The parameters held by an EM state."""
+    return state.params
 
 
 def _all_finite(tree) -> Array:
