@@ -2,7 +2,9 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from numpyro_gmm import models
 from numpyro_gmm.fitting import ConvergenceWarning, EmptyComponentWarning
+from numpyro_gmm.infer import fit
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
 from numpyro_gmm.sklearn import GaussianMixture
 
@@ -17,4 +19,6 @@ __all__ = [
     "GaussianMixture",
     "GaussianMixturePrior",
     "__version__",
+    "fit",
+    "models",
 ]

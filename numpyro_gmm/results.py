@@ -56,6 +56,7 @@ from numpyro_gmm.validation import working_dtype
 
 __all__ = [
     "COVARIANCE_TYPES",
+    "MAPResult",
     "atomic_path",
     "expand_covariances",
     "gmm_to_datatree",
@@ -458,3 +459,95 @@ def write_datatree_atomic(dt: xr.DataTree, path: str | os.PathLike[str]) -> None
     """
     with atomic_path(path) as tmp:
         dt.to_netcdf(tmp)
+
+
+class MAPResult:
+    """The MAP of a NumPyro mixture model, with every restart's outcome.
+
+    Attributes
+    ----------
+    params : dict
+        Latent site name -> MAP value (constrained), best restart.
+    objective : float
+        Log joint of ``params`` (NumPyro's own, no Jacobian).
+    restarts : dict
+        ``objective`` (R,), ``n_iter`` (R,), ``converged`` (R,) of every restart.
+    trace : np.ndarray, shape (R, max_iter)
+        Per-sample log joint of every iteration (parameters entering it), NaN after the last.
+    method : str
+    options : dict
+    """
+
+    def __init__(self, mixture, params, objective, restarts, trace, method, options) -> None:
+        self.mixture = mixture
+        self.params = params
+        self.objective = objective
+        self.restarts = restarts
+        self.trace = trace
+        self.method = method
+        self.options = options
+
+    @classmethod
+    def from_fit(
+        cls,
+        mixture,
+        params,
+        *,
+        method,
+        restart_objective,
+        restart_n_iter,
+        restart_converged,
+        trace,
+        options,
+    ) -> MAPResult:
+        """Score ``params`` with the model's own log joint and collect the restarts."""
+        import jax.numpy as jnp
+
+        params = {name: np.asarray(value) for name, value in params.items()}
+        objective = float(mixture.log_joint({k: jnp.asarray(v) for k, v in params.items()}))
+        restarts = {
+            "objective": np.asarray(restart_objective),
+            "n_iter": np.asarray(restart_n_iter),
+            "converged": np.asarray(restart_converged),
+        }
+        return cls(mixture, params, objective, restarts, np.asarray(trace), method, options)
+
+    @property
+    def converged(self) -> bool:
+        """Whether the best restart converged."""
+        best = int(np.nanargmax(self.restarts["objective"]))
+        return bool(self.restarts["converged"][best])
+
+    def _log_probs(self, x) -> np.ndarray:
+        import jax.numpy as jnp
+
+        args = (jnp.asarray(x), *self.mixture.args[1:])
+        params = {k: jnp.asarray(v) for k, v in self.params.items()}
+        return np.asarray(self.mixture.component_log_probs(params, args))
+
+    def score_samples(self, x) -> np.ndarray:
+        """Marginal log-likelihood of every row of ``x`` at the MAP."""
+        return logsumexp(self._log_probs(x), axis=1)
+
+    def predict_proba(self, x) -> np.ndarray:
+        """Responsibilities (N, K) at the MAP."""
+        log_probs = self._log_probs(x)
+        return np.exp(log_probs - logsumexp(log_probs, axis=1, keepdims=True))
+
+    def predict(self, x) -> np.ndarray:
+        """Most probable component of every row."""
+        return np.argmax(self._log_probs(x), axis=1)
+
+    def init_to_value(self):
+        """NumPyro init strategy that starts MCMC (e.g. NUTS) at the MAP."""
+        from numpyro.infer import init_to_value
+
+        return init_to_value(values={k: np.asarray(v) for k, v in self.params.items()})
+
+    def __repr__(self) -> str:
+        sites = ", ".join(f"{k}{tuple(v.shape)}" for k, v in self.params.items())
+        return (
+            f"MAPResult(method={self.method!r}, objective={self.objective:.6g}, "
+            f"converged={self.converged}, restarts={self.restarts['objective'].size}, "
+            f"params=[{sites}])"
+        )
