@@ -25,15 +25,28 @@ from numpyro.distributions import constraints
 from numpyro_gmm import driver
 from numpyro_gmm.fitting import InitialValues, fit_gaussian_mixture
 from numpyro_gmm.kernels import em as em_kernel
-from numpyro_gmm.mixture.init import kmeans_plusplus_indices
+from numpyro_gmm.mixture.init import kmeans_plusplus_indices, random_from_data_indices
 from numpyro_gmm.mixture.params import precisions_cholesky_from_covariances
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
 from numpyro_gmm.models import COVARIANCE_SITES, GaussianMixtureSpec
 from numpyro_gmm.numpyro_bridge import MixtureModel, read_model
 from numpyro_gmm.results import MAPResult
-from numpyro_gmm.validation import check_data, check_n_samples, to_device, working_dtype
+from numpyro_gmm.validation import (
+    check_data,
+    check_n_samples,
+    check_options,
+    to_device,
+    working_dtype,
+)
 
 __all__ = ["EM", "MAP", "fit"]
+
+
+# Seeding of the component means for generalized EM (jitted once per shape).
+_SEEDING = {
+    "k-means++": jax.jit(kmeans_plusplus_indices, static_argnums=2),
+    "random_from_data": jax.jit(random_from_data_indices, static_argnums=2),
+}
 
 
 def _as_key(rng_key) -> jax.Array:
@@ -54,8 +67,10 @@ class EM:
         Closed-form path only: added to covariance diagonals (keeps them positive definite;
         a departure from the exact MAP of this size).
     init_params : {"k-means++", "random_from_data", "kmeans", "random"}
-        How component means start (closed form: scikit-learn's recipes; generalized EM:
-        the site holding the component means starts at k-means++ / random data points).
+        How component means start. Closed form: scikit-learn's recipes. Generalized EM: the
+        site holding the component means starts at k-means++ points (``"k-means++"``) or
+        at random data points (any other value); the weights start uniform and the other
+        sites at a draw from their prior.
     m_steps : int
         Generalized EM: L-BFGS iterations per M-step.
     initial_values : dict, optional
@@ -73,6 +88,17 @@ class EM:
         m_steps: int = 10,
         initial_values: dict | None = None,
     ) -> None:
+        check_options(
+            n_components=1,
+            covariance_type="full",
+            init_params=init_params,
+            reg_covar=reg_covar,
+            tol=tol,
+            max_iter=max_iter,
+            n_init=1,
+        )
+        if not isinstance(m_steps, int) or m_steps < 1:
+            raise ValueError(f"m_steps must be an integer >= 1, got {m_steps!r}.")
         self.model = model
         self.max_iter = max_iter
         self.tol = tol
@@ -149,41 +175,26 @@ class EM:
             *mixture.args, **mixture.kwargs
         )
         values = {name: trace[name]["value"] for name in mixture.latent_sites}
+        given = self.initial_values or {}
         locs_site = _component_location_site(mixture, trace)
-        if locs_site is not None:
-            xm = x if x.ndim == 2 else x[:, None]
-            draw = kmeans_plusplus_indices if self.init_params == "k-means++" else None
-            indices = (
-                draw(key, jnp.asarray(xm), mixture.n_components)
-                if draw is not None
-                else jax.random.choice(key, xm.shape[0], (mixture.n_components,), replace=False)
-            )
-            values[locs_site] = jnp.reshape(jnp.asarray(xm)[indices], values[locs_site].shape)
+        if locs_site is not None and locs_site not in given:
+            xm = jnp.asarray(x if x.ndim == 2 else x[:, None])
+            draw = _SEEDING.get(self.init_params, _SEEDING["random_from_data"])
+            indices = draw(key, xm, mixture.n_components)
+            values[locs_site] = jnp.reshape(xm[indices], values[locs_site].shape)
         for name, value in values.items():
             if mixture.supports[name] is constraints.simplex:
                 values[name] = jnp.full_like(value, 1.0 / value.shape[-1])
-        values.update(self.initial_values or {})
+        values.update(given)
         return values
 
     def _run_generalized(self, rng_key, x, num_restarts, mixture: MixtureModel) -> MAPResult:
         keys = jax.random.split(_as_key(rng_key), num_restarts)
         starts = [mixture.unconstrain(self._initial_values(k, x, mixture)) for k in keys]
         unconstrained = jax.tree.map(lambda *leaves: jnp.stack(leaves), *starts)
-        dtype = jnp.asarray(x).dtype
-
-        def log_probs_and_prior(params, data):
-            return mixture.component_log_probs_and_log_prior(mixture.constrain(params), data)
-
-        step = em_kernel.build_generalized_kernel(log_probs_and_prior, m_steps=self.m_steps)
-        run_states = _generalized_program(
-            keys,
-            step,
-            unconstrained,
-            (jnp.asarray(x), *mixture.args[1:]),
-            self.max_iter,
-            jnp.asarray(self.tol, dtype),
-            1.0 / x.shape[0],
-        )
+        program = _generalized_program(mixture, self.m_steps, self.max_iter)
+        data = (jnp.asarray(x), *mixture.args[1:])
+        run_states = program(keys, unconstrained, data, jnp.asarray(self.tol, data[0].dtype))
         finals = jax.vmap(mixture.constrain)(run_states.kernel_state.params)
         objectives = np.asarray(jax.vmap(mixture.log_joint)(finals))
         failed = np.asarray(run_states.failed) | ~np.isfinite(objectives)
@@ -215,17 +226,53 @@ class EM:
         }
 
 
-def _generalized_program(keys, step, unconstrained, data, max_iter, tol, scale):
-    @jax.jit
-    def program(keys, unconstrained, data, tol):
-        states = jax.vmap(
-            lambda u: driver.init_run_state(em_kernel.GeneralizedEMState(u), max_iter, tol.dtype)
-        )(unconstrained)
-        return driver.advance_restarts(
-            keys, step, states, data, stop_at=max_iter, tol=tol, objective_scale=scale
-        )
+_PROGRAMS: dict = {}
 
-    return program(keys, unconstrained, data, tol)
+
+def _generalized_program(mixture: MixtureModel, m_steps: int, max_iter: int):
+    """The jitted restarts loop of generalized EM, built once per model structure.
+
+    A fresh closure would hash differently on every call and recompile; the program depends
+    only on the model function, its sites and the static options, so it is cached on those.
+    """
+    key = (
+        mixture.model,
+        mixture.style,
+        mixture.mixture_site,
+        mixture.assignment_site,
+        mixture.latent_sites,
+        mixture.n_components,
+        m_steps,
+        max_iter,
+    )
+    if mixture.kwargs or key not in _PROGRAMS:
+
+        def log_probs_and_prior(params, data):
+            return mixture.component_log_probs_and_log_prior(mixture.constrain(params), data)
+
+        step = em_kernel.build_generalized_kernel(log_probs_and_prior, m_steps=m_steps)
+
+        @jax.jit
+        def program(keys, unconstrained, data, tol):
+            states = jax.vmap(
+                lambda u: driver.init_run_state(
+                    em_kernel.GeneralizedEMState(u), max_iter, tol.dtype
+                )
+            )(unconstrained)
+            return driver.advance_restarts(
+                keys,
+                step,
+                states,
+                data,
+                stop_at=max_iter,
+                tol=tol,
+                objective_scale=1.0 / data[0].shape[0],
+            )
+
+        if mixture.kwargs:
+            return program
+        _PROGRAMS[key] = program
+    return _PROGRAMS[key]
 
 
 def _component_location_site(mixture: MixtureModel, trace) -> str | None:

@@ -11,7 +11,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize(
     ("script", "expected"),
-    [("bench_em_speed.py", "speed-up"), ("bench_em_memory.py", "ratio")],
+    [
+        ("bench_em_speed.py", "speed-up"),
+        ("bench_em_memory.py", "ratio"),
+        ("bench_em_vs_svi.py", "SVI/EM"),
+    ],
 )
 def test_benchmark_smoke_size_runs(script, expected, tmp_path):
     out = tmp_path / "result.json"

@@ -1,5 +1,7 @@
 """BigLearn-EM: each matching against an independent numpy EM step, rotations, floor, API."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -166,7 +168,8 @@ def test_kernel_step_uses_the_matching_drawn_from_its_key(dtype):
     new, info = step(key, state, x)
     matching = bl.sample_matching(key, 4, x.dtype, p_joint=0.0, p_marginal=0.0)
     assert int(info.kind) == bl.TRANSFORMED == int(matching.kind)
-    expected, marginal = bl.matching_update(x, state, matching, inner_steps=5, chunk_size=128)
+    update = jax.jit(functools.partial(bl.matching_update, inner_steps=5, chunk_size=128))
+    expected, marginal = update(x, state, matching)
     tol = _tolerances(dtype)
     np.testing.assert_allclose(new.covariances, expected.covariances, **tol)
     np.testing.assert_allclose(new.params.means, expected.params.means, **tol)
@@ -205,8 +208,8 @@ def test_rotations_are_orthogonal_and_haar(dtype):
 
 
 def test_matching_kinds_and_subset_sizes(dtype):
-    keys = jax.random.split(jax.random.key(1), 3000)
-    draw = jax.vmap(lambda k: bl.sample_matching(k, 5, dtype, beta_a=0.3, beta_b=1.0))
+    keys = jax.random.split(jax.random.key(1), 2000)
+    draw = jax.jit(jax.vmap(lambda k: bl.sample_matching(k, 5, dtype, beta_a=0.3, beta_b=1.0)))
     matchings = draw(keys)
     kinds = np.asarray(matchings.kind)
     np.testing.assert_allclose(

@@ -278,3 +278,46 @@ def test_bad_arguments():
         ngm.fit(ngm.models.gaussian_mixture(5), np.arange(6.0).reshape(3, 2))
     with pytest.raises(ValueError, match="Unknown covariance_type"):
         ngm.models.gaussian_mixture(2, "banana")
+
+
+def svi_map(model, x, initial, steps, learning_rate):
+    """SVI with an AutoDelta guide (NumPyro's own MAP) from ``initial``."""
+    import optax
+    from numpyro.infer import SVI, Trace_ELBO, init_to_value
+    from numpyro.infer.autoguide import AutoDelta
+
+    guide = AutoDelta(model, init_loc_fn=init_to_value(values=initial))
+    svi = SVI(model, guide, optax.adam(learning_rate), Trace_ELBO())
+    state = svi.run(jax.random.key(0), steps, x, progress_bar=False)
+    return {k: np.asarray(v) for k, v in guide.median(state.params).items()}
+
+
+@pytest.mark.parametrize("prior_kind", ["conjugate", "non_conjugate"])
+def test_map_agrees_with_svi_autodelta_from_the_same_start(prior_kind, x64):
+    x = two_clusters(n=150, d=1, seed=5)[:, 0]
+    if prior_kind == "conjugate":
+        model = ngm.models.gaussian_mixture(2, "diag")
+        initial = {
+            "weights": np.array([0.5, 0.5]),
+            "locs": np.array([[1.0], [4.0]]),
+            "variances": np.array([[1.0], [1.0]]),
+        }
+        options = {"reg_covar": 1e-12}
+    else:
+        model = user_model("A", "diag", n_features=1)
+        initial = {
+            "weights": np.array([0.5, 0.5]),
+            "locs": np.array([[1.0], [4.0]]),
+            "scales": np.array([[1.0], [1.0]]),
+        }
+        options = {}
+    xm = x[:, None]
+    result = quiet_fit(
+        model, xm, num_restarts=1, max_iter=2000, tol=1e-12, initial_values=initial, **options
+    )
+    reference = svi_map(model, jnp.asarray(xm), initial, steps=6000, learning_rate=0.01)
+    expected = numpyro_log_joint(model, "A", jnp.asarray(xm), reference)
+    assert result.objective == pytest.approx(expected, rel=1e-6)
+    assert result.objective >= expected - 1e-6 * abs(expected)
+    for site, value in reference.items():
+        np.testing.assert_allclose(result.params[site], value, rtol=2e-3, atol=2e-4)
