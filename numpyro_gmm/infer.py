@@ -3,8 +3,10 @@
 ``EM(model)`` finds the MAP of the model's own log joint (constrained parameters, no
 Jacobian: the objective of NumPyro's ``log_density`` and of SVI with ``AutoDelta``):
 
-- models built by :func:`numpyro_gmm.models.gaussian_mixture` (conjugate priors) run the
-  closed-form MAP-EM engine (chunked E-step, vectorized restarts);
+- conjugate Gaussian mixtures (Dirichlet weights, Normal / Normal-Inverse-Wishart means,
+  Inverse-Wishart or Inverse-Gamma covariances; :mod:`numpyro_gmm.numpyro_bridge.conjugate`
+  recognizes them in any model, e.g. those of :func:`numpyro_gmm.models.gaussian_mixture`)
+  run the closed-form MAP-EM engine (chunked E-step, vectorized restarts);
 - any other mixture model that :func:`~numpyro_gmm.numpyro_bridge.read_model` understands
   (styles A, B, C; Gaussian or not, e.g. Poisson or StudentT components; any continuous
   priors) runs generalized EM: exact E-step, a few L-BFGS steps on ``Q`` in unconstrained
@@ -27,9 +29,8 @@ from numpyro_gmm.fitting import InitialValues, fit_gaussian_mixture
 from numpyro_gmm.kernels import em as em_kernel
 from numpyro_gmm.mixture.init import kmeans_plusplus_indices, random_from_data_indices
 from numpyro_gmm.mixture.params import precisions_cholesky_from_covariances
-from numpyro_gmm.mixture.priors import GaussianMixturePrior
-from numpyro_gmm.models import COVARIANCE_SITES, GaussianMixtureSpec
 from numpyro_gmm.numpyro_bridge import MixtureModel, read_model
+from numpyro_gmm.numpyro_bridge.conjugate import ConjugateMixture, match_conjugate
 from numpyro_gmm.results import MAPResult
 from numpyro_gmm.validation import (
     check_data,
@@ -75,6 +76,8 @@ class EM:
         Generalized EM: L-BFGS iterations per M-step.
     initial_values : dict, optional
         Starting values of latent sites (constrained), for every restart.
+    m_step : {"auto", "closed_form", "generalized"}
+        ``"auto"``: closed form when the model is conjugate, generalized EM otherwise.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class EM:
         init_params: str = "k-means++",
         m_steps: int = 10,
         initial_values: dict | None = None,
+        m_step: str = "auto",
     ) -> None:
         check_options(
             n_components=1,
@@ -97,6 +101,11 @@ class EM:
             max_iter=max_iter,
             n_init=1,
         )
+        if m_step not in ("auto", "closed_form", "generalized"):
+            raise ValueError(
+                f"Unknown m_step {m_step!r}; use 'auto', 'closed_form' or 'generalized'."
+            )
+        self.m_step = m_step
         if not isinstance(m_steps, int) or m_steps < 1:
             raise ValueError(f"m_steps must be an integer >= 1, got {m_steps!r}.")
         self.model = model
@@ -113,50 +122,53 @@ class EM:
         x = _check_observations(x)
         mixture = read_model(self.model, x, *model_args, **model_kwargs)
         check_n_samples(x.shape[0], mixture.n_components)
-        spec = getattr(self.model, "spec", None)
-        if isinstance(spec, GaussianMixtureSpec) and not model_args and not model_kwargs:
-            return self._run_closed_form(rng_key, x, num_restarts, spec, mixture)
+        conjugate = None if self.m_step == "generalized" else match_conjugate(mixture)
+        if conjugate is None and self.m_step == "closed_form":
+            raise ValueError(
+                "m_step='closed_form' needs a conjugate Gaussian mixture (Dirichlet weights, "
+                "Normal means, Inverse-Wishart or Inverse-Gamma covariances, a "
+                "MixtureSameFamily likelihood and no other latent sites); this model is not "
+                "one. Use m_step='auto' or 'generalized'."
+            )
+        if conjugate is not None:
+            return self._run_closed_form(rng_key, x, num_restarts, conjugate, mixture)
         return self._run_generalized(rng_key, x, num_restarts, mixture)
 
     # -- closed form: the array engine with the model's conjugate priors -----------------
 
-    def _run_closed_form(self, rng_key, x, num_restarts, spec, mixture) -> MAPResult:
+    def _run_closed_form(
+        self, rng_key, x, num_restarts, conjugate: ConjugateMixture, mixture
+    ) -> MAPResult:
         xm = x if x.ndim == 2 else x[:, None]
-        hyper = spec.hyperparameters(jnp.asarray(xm))
-        prior = GaussianMixturePrior(**{k: np.asarray(v) for k, v in hyper.items()})
+        covariance_type = conjugate.covariance_type
         initial = None
         if self.initial_values:
-            values = self.initial_values
-            covariances = values.get(COVARIANCE_SITES[spec.covariance_type])
+            weights, means, covariances = conjugate.from_sites(
+                {name: np.asarray(value) for name, value in self.initial_values.items()}
+            )
             initial = InitialValues(
-                values.get("weights"),
-                values.get("locs"),
-                None
-                if covariances is None
-                else np.asarray(
+                weights,
+                means,
+                np.asarray(
                     precisions_cholesky_from_covariances(
-                        jnp.asarray(covariances, xm.dtype), spec.covariance_type
+                        jnp.asarray(covariances, xm.dtype), covariance_type
                     )
                 ),
             )
         result = fit_gaussian_mixture(
             to_device(xm),
-            spec.n_components,
-            covariance_type=spec.covariance_type,
+            mixture.n_components,
+            covariance_type=covariance_type,
             rng_key=_as_key(rng_key),
             n_restarts=num_restarts,
             init_method=self.init_params,
             max_iter=self.max_iter,
             tol=self.tol,
             reg_covar=self.reg_covar,
-            prior=prior,
+            prior=conjugate.prior,
             initial=initial,
         )
-        params = {
-            "weights": result.params.weights,
-            "locs": result.params.means,
-            COVARIANCE_SITES[spec.covariance_type]: result.covariances,
-        }
+        params = conjugate.to_sites(result.params.weights, result.params.means, result.covariances)
         return MAPResult.from_fit(
             mixture,
             params,

@@ -321,3 +321,41 @@ def test_map_agrees_with_svi_autodelta_from_the_same_start(prior_kind, x64):
     assert result.objective >= expected - 1e-6 * abs(expected)
     for site, value in reference.items():
         np.testing.assert_allclose(result.params[site], value, rtol=2e-3, atol=2e-4)
+
+
+def conjugate_user_model(x):
+    """Hand-written conjugate mixture: independent Normal means, Inverse-Wishart covariances."""
+    weights = numpyro.sample("w", dist.Dirichlet(jnp.full(2, 2.0)))
+    with numpyro.plate("k", 2):
+        covariances = numpyro.sample("cov", dist.InverseWishart(4.0, scale_matrix=jnp.eye(2)))
+        means = numpyro.sample("mu", dist.MultivariateNormal(jnp.zeros(2), 100.0 * jnp.eye(2)))
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample(
+            "obs",
+            dist.MixtureSameFamily(
+                dist.Categorical(weights), dist.MultivariateNormal(means, covariances)
+            ),
+            obs=x,
+        )
+
+
+def test_user_written_conjugate_model_gets_closed_form_steps(x64):
+    x = two_clusters(n=150, seed=6)
+    closed = quiet_fit(conjugate_user_model, x, num_restarts=3, tol=1e-12, reg_covar=1e-12)
+    assert closed.options["m_step"] == "closed_form"
+    assert closed.objective == pytest.approx(
+        numpyro_log_joint(conjugate_user_model, "A", jnp.asarray(x), closed.params), rel=1e-10
+    )
+    generalized = quiet_fit(
+        conjugate_user_model, x, num_restarts=3, tol=1e-12, m_step="generalized", max_iter=500
+    )
+    assert generalized.options["m_step"] == "generalized"
+    # Both M-steps reach the same MAP.
+    assert generalized.objective == pytest.approx(closed.objective, rel=1e-7)
+    order = np.argsort(closed.params["mu"][:, 0])
+    other = np.argsort(generalized.params["mu"][:, 0])
+    np.testing.assert_allclose(
+        generalized.params["cov"][other], closed.params["cov"][order], rtol=1e-4, atol=1e-6
+    )
+    with pytest.raises(ValueError, match="needs a conjugate Gaussian mixture"):
+        ngm.fit(user_model("A", "diag"), x, m_step="closed_form")
