@@ -19,7 +19,7 @@ import numpy as np
 
 from numpyro_gmm import driver
 from numpyro_gmm._types import Array, CovarianceType
-from numpyro_gmm.kernels import em, get_kernel
+from numpyro_gmm.kernels import get_kernel
 from numpyro_gmm.mixture.chunking import default_chunk_size
 from numpyro_gmm.mixture.estep import component_log_prob, sufficient_statistics
 from numpyro_gmm.mixture.init import initialize
@@ -111,6 +111,8 @@ class _Config(NamedTuple):
     method: str = "em"
     options: tuple[tuple[str, Any], ...] = ()
     polish_iter: int = 0
+    polish_method: str = "em"
+    polish_options: tuple[tuple[str, Any], ...] = ()
 
 
 def _initial_params(key, x, initial: InitialValues, reg_covar, config: _Config) -> GMMParams:
@@ -169,9 +171,13 @@ class _Final(NamedTuple):
 
 
 def _polish(keys, x, params: GMMParams, tol, reg_covar, prior, config: _Config):
-    """A few plain (MAP-)EM steps from every restart's parameters, in the same program."""
-    step = em.build_kernel(config.covariance_type, reg_covar, config.chunk_size, prior)
-    start = jax.vmap(lambda p: driver.init_run_state(em.init(p), config.polish_iter, x.dtype))
+    """A few steps of the polish kernel (plain EM by default) from every restart's parameters,
+    in the same program."""
+    kernel = get_kernel(config.polish_method)
+    step = kernel.build_kernel(
+        config.covariance_type, reg_covar, config.chunk_size, prior, **dict(config.polish_options)
+    )
+    start = jax.vmap(lambda p: driver.init_run_state(kernel.init(p), config.polish_iter, x.dtype))
     return driver.advance_restarts(
         jax.vmap(lambda key: jax.random.fold_in(key, config.max_iter))(keys),
         step,
@@ -188,7 +194,7 @@ def _finish(keys, x, run_states, tol, reg_covar, prior, config: _Config) -> _Fin
     polish = None
     if config.polish_iter:
         polish = _polish(keys, x, params, tol, reg_covar, prior, config)
-        params = polish.kernel_state.params
+        params = jax.vmap(get_kernel(config.polish_method).get_params)(polish.kernel_state)
 
     def score_one(params: GMMParams):
         stats = sufficient_statistics(x, params, config.covariance_type, config.chunk_size)
@@ -271,6 +277,8 @@ def fit_gaussian_mixture(
     method: str = "em",
     method_options: dict[str, Any] | None = None,
     polish_iter: int = 0,
+    polish_method: str = "em",
+    polish_options: dict[str, Any] | None = None,
 ) -> FitResult:
     """Fit a Gaussian mixture with a registered kernel and vectorized restarts.
 
@@ -305,8 +313,10 @@ def fit_gaussian_mixture(
     method_options : dict, optional
         Keyword options of the method's ``build_kernel`` (static: one compilation each).
     polish_iter : int
-        After the method's loop, at most this many plain (MAP-)EM steps (same ``tol``) from
-        every restart's parameters, before scoring and selection.
+        After the method's loop, at most this many steps (same ``tol``) of the polish kernel
+        from every restart's parameters, before scoring and selection.
+    polish_method, polish_options : str, dict
+        The polish kernel (plain (MAP-)EM by default) and its options.
 
     Returns
     -------
@@ -324,6 +334,8 @@ def fit_gaussian_mixture(
         method,
         tuple(sorted((method_options or {}).items())),
         polish_iter,
+        polish_method,
+        tuple(sorted((polish_options or {}).items())),
     )
     if isinstance(rng_key, int):
         rng_key = jax.random.key(rng_key)

@@ -19,7 +19,8 @@ import numbers
 import numpy as np
 from scipy.special import logsumexp
 
-from numpyro_gmm.fitting import InitialValues, fit_gaussian_mixture, weighted_log_prob
+from numpyro_gmm.fitting import InitialValues, weighted_log_prob
+from numpyro_gmm.methods import METHODS, run_method
 from numpyro_gmm.mixture.params import (
     GMMParams,
     n_parameters,
@@ -45,8 +46,6 @@ try:  # scikit-learn is optional: with it, the facade is a first-class sklearn e
     _ESTIMATOR_BASES: tuple[type, ...] = (DensityMixin, BaseEstimator)
 except ImportError:
     _ESTIMATOR_BASES = ()
-
-METHODS: tuple[str, ...] = ("em",)
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -91,8 +90,14 @@ class GaussianMixture(*_ESTIMATOR_BASES):
     verbose : int, default=0
         If positive, print progress to stderr every ``verbose_interval`` iterations.
     verbose_interval : int, default=10
-    method : {"em"}, default="em"
-        Training algorithm.
+    method : {"em", "biglearn_em", "gradient_em"}, default="em"
+        Training algorithm (see :mod:`numpyro_gmm.methods`). ``"gradient_em"`` fits
+        ``ceil(3 m ln m)`` components and merges them back, so it may find ``m' != m``
+        components (``n_components_found_``).
+    method_options : dict, optional
+        Options of the method (e.g. BigLearn-EM's ``p_joint``, ``weight_smoothing``,
+        ``eigenvalue_floor``, ``polish_iter``; gradient EM's ``step_size``,
+        ``merge_radius``).
     prior : GaussianMixturePrior, optional
         Conjugate priors; with them ``fit`` finds the MAP (the posterior mode).
 
@@ -115,6 +120,10 @@ class GaussianMixture(*_ESTIMATOR_BASES):
     restart_objectives_ : ndarray of shape (n_init,)
         Final log joint of every restart.
     n_features_in_ : int
+    n_components_found_ : int
+        Number of fitted components (``n_components`` except after gradient EM's merging).
+    method_results_ : dict
+        Method-specific results (gradient EM: ``merge_report``, ``n_components_fit``).
     """
 
     def __init__(
@@ -135,6 +144,7 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         verbose: int = 0,
         verbose_interval: int = 10,
         method: str = "em",
+        method_options: dict | None = None,
         prior: GaussianMixturePrior | None = None,
     ) -> None:
         self.n_components = n_components
@@ -152,6 +162,7 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.method = method
+        self.method_options = method_options
         self.prior = prior
 
     # -- scikit-learn estimator protocol -------------------------------------------------
@@ -240,7 +251,8 @@ class GaussianMixture(*_ESTIMATOR_BASES):
                 covariance_type=self.covariance_type,
             )
         warm = self.warm_start and hasattr(self, "weights_")
-        result = fit_gaussian_mixture(
+        outcome = run_method(
+            self.method,
             to_device(x),
             self.n_components,
             covariance_type=self.covariance_type,
@@ -253,8 +265,11 @@ class GaussianMixture(*_ESTIMATOR_BASES):
             reg_covar=self.reg_covar,
             prior=prior,
             progress_interval=self.verbose_interval if self.verbose else None,
+            options=self.method_options,
         )
-        self._store(result, x.shape[1])
+        self._store(outcome.fit, x.shape[1])
+        self.method_results_ = outcome.extras
+        self.n_components_found_ = int(np.shape(self.weights_)[0])
         return self
 
     def _store(self, result, n_features: int) -> None:
@@ -332,7 +347,7 @@ class GaussianMixture(*_ESTIMATOR_BASES):
             rng.multivariate_normal(mean, covariance, int(count))
             for mean, covariance, count in zip(self.means_, covariances, counts, strict=True)
         ]
-        labels = np.repeat(np.arange(self.n_components), counts)
+        labels = np.repeat(np.arange(len(self.weights_)), counts)
         return np.concatenate(draws), labels
 
     def _full_covariances(self) -> np.ndarray:
@@ -347,7 +362,8 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         return covariances[:, None, None] * np.eye(n_features)
 
     def _n_parameters(self) -> int:
-        return n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
+        n_components, n_features = self.means_.shape
+        return n_parameters(n_components, n_features, self.covariance_type)
 
     def bic(self, X) -> float:
         """Bayesian information criterion on ``X`` (lower is better)."""
