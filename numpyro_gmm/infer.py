@@ -25,11 +25,12 @@ from numpyro import handlers
 from numpyro.distributions import constraints
 
 from numpyro_gmm import driver
-from numpyro_gmm.fitting import InitialValues, fit_gaussian_mixture
+from numpyro_gmm.fitting import InitialValues
 from numpyro_gmm.kernels import em as em_kernel
+from numpyro_gmm.methods import run_method
 from numpyro_gmm.mixture.init import kmeans_plusplus_indices, random_from_data_indices
 from numpyro_gmm.mixture.params import precisions_cholesky_from_covariances
-from numpyro_gmm.numpyro_bridge import MixtureModel, read_model
+from numpyro_gmm.numpyro_bridge import MixtureModel, UnsupportedModelError, read_model
 from numpyro_gmm.numpyro_bridge.conjugate import ConjugateMixture, match_conjugate
 from numpyro_gmm.results import MAPResult
 from numpyro_gmm.validation import (
@@ -40,7 +41,7 @@ from numpyro_gmm.validation import (
     working_dtype,
 )
 
-__all__ = ["EM", "MAP", "fit"]
+__all__ = ["EM", "BigLearnEM", "GradientEM", "MAP", "fit"]
 
 
 # Seeding of the component means for generalized EM (jitted once per shape).
@@ -139,45 +140,20 @@ class EM:
     def _run_closed_form(
         self, rng_key, x, num_restarts, conjugate: ConjugateMixture, mixture
     ) -> MAPResult:
-        xm = x if x.ndim == 2 else x[:, None]
-        covariance_type = conjugate.covariance_type
         initial = None
         if self.initial_values:
-            weights, means, covariances = conjugate.from_sites(
-                {name: np.asarray(value) for name, value in self.initial_values.items()}
-            )
-            initial = InitialValues(
-                weights,
-                means,
-                np.asarray(
-                    precisions_cholesky_from_covariances(
-                        jnp.asarray(covariances, xm.dtype), covariance_type
-                    )
-                ),
-            )
-        result = fit_gaussian_mixture(
-            to_device(xm),
-            mixture.n_components,
-            covariance_type=covariance_type,
-            rng_key=_as_key(rng_key),
-            n_restarts=num_restarts,
-            init_method=self.init_params,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            reg_covar=self.reg_covar,
-            prior=conjugate.prior,
-            initial=initial,
-        )
-        params = conjugate.to_sites(result.params.weights, result.params.means, result.covariances)
-        return MAPResult.from_fit(
+            initial = _initial_from_sites(conjugate, self.initial_values, x.dtype)
+        return _fit_conjugate(
+            "em",
+            self,
+            rng_key,
+            x,
+            num_restarts,
+            conjugate,
             mixture,
-            params,
-            method="em",
-            restart_objective=result.restart_objective,
-            restart_n_iter=result.restart_n_iter,
-            restart_converged=result.restart_converged,
-            trace=result.trace,
-            options={"m_step": "closed_form", **self._options()},
+            initial=initial,
+            options={},
+            m_step="closed_form",
         )
 
     # -- generalized EM on the model's own log density -------------------------------------
@@ -318,6 +294,199 @@ def _check_observations(x) -> np.ndarray:
     return array[:, 0] if np.ndim(x) == 1 else array
 
 
+def _initial_from_sites(conjugate: ConjugateMixture, values: dict, dtype) -> InitialValues:
+    weights, means, covariances = conjugate.from_sites(
+        {name: np.asarray(value) for name, value in values.items()}
+    )
+    factor = precisions_cholesky_from_covariances(
+        jnp.asarray(covariances, dtype), conjugate.covariance_type
+    )
+    return InitialValues(weights, means, np.asarray(factor))
+
+
+def _fit_conjugate(
+    method,
+    kernel,
+    rng_key,
+    x,
+    num_restarts,
+    conjugate,
+    mixture,
+    *,
+    initial,
+    options,
+    m_step,
+    prior=True,
+) -> MAPResult:
+    """Run an array method on a conjugate model with its priors; map back to the sites."""
+    xm = x if x.ndim == 2 else x[:, None]
+    outcome = run_method(
+        method,
+        to_device(xm),
+        mixture.n_components,
+        covariance_type=conjugate.covariance_type,
+        rng_key=_as_key(rng_key),
+        n_restarts=num_restarts,
+        init_method=kernel.init_params,
+        initial=initial,
+        max_iter=kernel.max_iter,
+        tol=kernel.tol,
+        reg_covar=kernel.reg_covar,
+        prior=conjugate.prior if prior else None,
+        options=options,
+    )
+    result = outcome.fit
+    params = conjugate.to_sites(result.params.weights, result.params.means, result.covariances)
+    return MAPResult.from_fit(
+        mixture,
+        params,
+        method=method,
+        restart_objective=result.restart_objective,
+        restart_n_iter=result.restart_n_iter,
+        restart_converged=result.restart_converged,
+        trace=result.trace,
+        options={"m_step": m_step, **kernel._options(), **options},
+    )
+
+
+class _ConjugateMethod:
+    """A method of :mod:`numpyro_gmm.methods` as a MAP kernel for conjugate Gaussian models."""
+
+    method = ""
+
+    def __init__(
+        self,
+        model,
+        *,
+        max_iter: int = 1000,
+        tol: float = 1e-6,
+        reg_covar: float = 1e-6,
+        init_params: str = "k-means++",
+        **method_options,
+    ) -> None:
+        check_options(
+            n_components=1,
+            covariance_type="full",
+            init_params=init_params,
+            reg_covar=reg_covar,
+            tol=tol,
+            max_iter=max_iter,
+            n_init=1,
+        )
+        self.model = model
+        self.max_iter = max_iter
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.init_params = init_params
+        self.method_options = method_options
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "max_iter": self.max_iter,
+            "tol": self.tol,
+            "reg_covar": self.reg_covar,
+            "init_params": self.init_params,
+        }
+
+    def _conjugate(self, x, model_args, model_kwargs):
+        mixture = read_model(self.model, x, *model_args, **(model_kwargs or {}))
+        check_n_samples(x.shape[0], mixture.n_components)
+        conjugate = match_conjugate(mixture)
+        if conjugate is None:
+            raise UnsupportedModelError(
+                f"method={self.method!r} runs on conjugate Gaussian mixtures (a "
+                "MixtureSameFamily likelihood with Dirichlet weights, Normal means and "
+                "Inverse-Wishart or Inverse-Gamma covariances, e.g. "
+                "numpyro_gmm.models.gaussian_mixture); this model is not one. "
+                "method='em' fits any mixture model by generalized EM."
+            )
+        return mixture, conjugate
+
+
+class BigLearnEM(_ConjugateMethod):
+    """BigLearn-EM (Cong & Li 2024) for a conjugate Gaussian NumPyro model.
+
+    The joint, marginal and rotated-marginal matchings use the MAP M-step under the
+    model's priors (marginal priors on the matched block), then the documented polish
+    (see :mod:`numpyro_gmm.methods`). Options are those of
+    :func:`numpyro_gmm.kernels.biglearn_em.build_kernel` plus ``polish_iter``.
+    """
+
+    method = "biglearn_em"
+
+    def run(self, rng_key, x, num_restarts, model_args=(), model_kwargs=None) -> MAPResult:
+        """Fit ``num_restarts`` restarts and return the best as a :class:`MAPResult`."""
+        x = _check_observations(x)
+        mixture, conjugate = self._conjugate(x, model_args, model_kwargs)
+        return _fit_conjugate(
+            self.method,
+            self,
+            rng_key,
+            x,
+            num_restarts,
+            conjugate,
+            mixture,
+            initial=None,
+            options=self.method_options,
+            m_step="closed_form",
+        )
+
+
+class GradientEM(_ConjugateMethod):
+    """Over-parameterized gradient EM, prune-and-merge, then MAP-EM under the model's priors.
+
+    Gradient EM explores with ``n = ceil(3 m ln m)`` components by maximum likelihood (the
+    setting of its theory), prunes and merges back to ``m'`` components, and, when
+    ``m' = K`` (the model's number of components), closed-form MAP-EM under the model's
+    priors finishes from the merged parameters. When ``m' != K`` the model cannot hold the
+    answer and an error says how many components were found. Options are those of
+    :func:`numpyro_gmm.overparameterized.fit_gradient_em` (``learn_covariance`` defaults to
+    True here, since a model's covariances are parameters).
+    """
+
+    method = "gradient_em"
+
+    def run(self, rng_key, x, num_restarts, model_args=(), model_kwargs=None) -> MAPResult:
+        """Explore, merge, and finish with MAP-EM; the result is a :class:`MAPResult`."""
+        x = _check_observations(x)
+        mixture, conjugate = self._conjugate(x, model_args, model_kwargs)
+        xm = x if x.ndim == 2 else x[:, None]
+        options = {"learn_covariance": True, "polish_iter": 0, **self.method_options}
+        outcome = run_method(
+            "gradient_em",
+            to_device(xm),
+            mixture.n_components,
+            covariance_type=conjugate.covariance_type,
+            rng_key=_as_key(rng_key),
+            n_restarts=num_restarts,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            reg_covar=self.reg_covar,
+            options=options,
+        )
+        found = outcome.extras["n_components_found"]
+        if found != mixture.n_components:
+            raise ValueError(
+                f"Gradient EM found {found} components where the model has "
+                f"{mixture.n_components}; fit a model with n_components={found}, or use "
+                "method='em' / 'biglearn_em' for a fixed number of components."
+            )
+        merged = outcome.fit.params
+        initial = InitialValues(merged.weights, merged.means, merged.precisions_cholesky)
+        return _fit_conjugate(
+            "em",
+            self,
+            rng_key,
+            x,
+            1,
+            conjugate,
+            mixture,
+            initial=initial,
+            options={},
+            m_step="closed_form",
+        )._replace_method("gradient_em", outcome.extras)
+
+
 class MAP:
     """Run a MAP kernel (``EM``, ...) with vectorized restarts.
 
@@ -337,7 +506,7 @@ class MAP:
         return self.kernel.run(rng_key, x, self.num_restarts, model_args, model_kwargs)
 
 
-_METHODS = {"em": EM}
+_METHODS = {"em": EM, "biglearn_em": BigLearnEM, "gradient_em": GradientEM}
 
 
 def fit(
@@ -358,13 +527,16 @@ def fit(
         A NumPyro mixture model (see :mod:`numpyro_gmm.numpyro_bridge`), called as
         ``model(x)``.
     x : array-like, shape (N, D) or (N,)
-    method : {"em"}
+    method : {"em", "biglearn_em", "gradient_em"}
+        ``"em"`` handles any supported mixture model; the other two need a conjugate
+        Gaussian mixture (see :class:`BigLearnEM`, :class:`GradientEM`).
     num_restarts : int
     rng_key : int or PRNGKey
     max_iter, tol : int, float
     **options
-        Method options (for ``"em"``: ``reg_covar``, ``init_params``, ``m_steps``,
-        ``initial_values``).
+        Method options (``"em"``: ``reg_covar``, ``init_params``, ``m_steps``,
+        ``initial_values``, ``m_step``; the others: ``reg_covar``, ``init_params`` and the
+        method's own options).
 
     Returns
     -------

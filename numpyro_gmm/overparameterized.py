@@ -93,7 +93,8 @@ class MergeReport:
     assignment : np.ndarray, shape (n,)
         Merged index of every original component, ``-1`` for pruned ones.
     weight_threshold, merge_radius : float
-        The thresholds used.
+        The thresholds used (``merge_radius`` is the base radius; with ``n_samples`` each
+        pair's radius also counts the sampling error of the means).
     pruned_weight : float
         Total weight of the pruned components (the merged weights are renormalized to 1).
     """
@@ -142,6 +143,20 @@ def _component_scales(covariances_full: np.ndarray) -> np.ndarray:
     return np.sqrt(np.trace(covariances_full, axis1=-2, axis2=-1) / d)
 
 
+def _nearest_heavier_links(links: np.ndarray, distances: np.ndarray, weights: np.ndarray):
+    """Keep, for every component, only its link to the nearest linked heavier component."""
+    size = weights.size
+    rank = np.empty(size, int)
+    rank[np.lexsort((-np.arange(size), weights))] = np.arange(size)  # ties: lower index heavier
+    heavier = rank[None, :] > rank[:, None]
+    candidates = np.where(links & heavier, distances, np.inf)
+    sparse = np.zeros_like(links)
+    has_parent = np.isfinite(candidates).any(axis=1)
+    parents = np.argmin(candidates, axis=1)
+    sparse[np.flatnonzero(has_parent), parents[has_parent]] = True
+    return sparse
+
+
 def prune_and_merge(
     weights,
     means,
@@ -150,16 +165,25 @@ def prune_and_merge(
     *,
     weight_threshold: float | None = None,
     merge_radius: float | None = None,
+    n_samples: int | None = None,
+    linkage: str = "single",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, MergeReport]:
     """Map an over-parameterized fit to the components it found (ALGORITHMS.md §2, choice).
 
     1. **Prune** components with weight ``< weight_threshold`` (default ``1 / (10 n)``). If
        that would drop every component, the heaviest is kept.
     2. **Merge** the survivors by single linkage: two components are linked when the
-       Euclidean distance of their means is at most ``merge_radius``; each connected group
-       becomes one component. The default radius is ``2.5`` fitted standard deviations,
-       ``2.5 * sqrt(sum_k w_k tr(Sigma_k) / D)`` over the survivors (``2.5`` for the unit
-       covariance of the theory's setting).
+       Euclidean distance of their means is at most their linking radius; each connected
+       group becomes one component. With ``merge_radius`` given, that radius is used for
+       every pair. By default it is ``2.5`` standard deviations,
+       ``r = 2.5 * s`` with ``s^2 = sum_k w_k tr(Sigma_k) / (D sum_k w_k)`` the pooled
+       per-dimension variance of the survivors (``r = 2.5`` for the unit covariance of the
+       theory's setting). When ``n_samples`` is given, the radius of a pair also counts the
+       sampling error of the two fitted means, ``r_ij = 2.5 * sqrt(s^2 + tr(Sigma_i) / N_i
+       + tr(Sigma_j) / N_j)`` with ``N_i = w_i n_samples`` (choice): a surplus component
+       fitted to a handful of a cluster's points sits about ``sqrt(D / N_i)`` from the
+       cluster's mean, which in high dimension exceeds any fixed number of standard
+       deviations, while true means ``c sqrt(D)`` apart stay unlinked.
     3. **Moment matching.** A group ``G`` becomes weight ``W = sum_G w_k``, mean
        ``mu = sum_G w_k mu_k / W`` and covariance
        ``Sigma = sum_G w_k (Sigma_k + (mu_k - mu)(mu_k - mu)^T) / W``, the first two moments
@@ -179,7 +203,10 @@ def prune_and_merge(
     weight_threshold : float, optional
         Pruning threshold on the weights.
     merge_radius : float, optional
-        Linking distance between means.
+        Linking distance between means, the same for every pair.
+    n_samples : int, optional
+        Number of data points of the fit; with the default radius, adds the sampling error
+        of the means to each pair's radius.
 
     Returns
     -------
@@ -202,11 +229,23 @@ def prune_and_merge(
         kept = np.array([int(np.argmax(weights))])
     pruned = np.setdiff1d(np.arange(n), kept)
     kept_weights = weights[kept]
+    traces = np.trace(full[kept], axis1=-2, axis2=-1)
     if merge_radius is None:
-        pooled = np.sum(kept_weights * np.trace(full[kept], axis1=-2, axis2=-1))
-        merge_radius = DEFAULT_MERGE_SCALE * float(np.sqrt(pooled / (np.sum(kept_weights) * d)))
+        pooled = float(np.sum(kept_weights * traces) / (np.sum(kept_weights) * d))
+        merge_radius = DEFAULT_MERGE_SCALE * math.sqrt(pooled)
+        radii = np.full((kept.size, kept.size), merge_radius)
+        if n_samples is not None:
+            error = traces / np.maximum(kept_weights * n_samples, 1e-12)
+            radii = DEFAULT_MERGE_SCALE * np.sqrt(pooled + error[:, None] + error[None, :])
+    else:
+        radii = np.full((kept.size, kept.size), float(merge_radius))
     distances = np.linalg.norm(means[kept, None, :] - means[None, kept, :], axis=-1)
-    _, labels = connected_components(csr_array(distances <= merge_radius), directed=False)
+    links = distances <= radii
+    if linkage == "nearest_heavier":
+        links = _nearest_heavier_links(links, distances, kept_weights)
+    elif linkage != "single":
+        raise ValueError(f"linkage must be 'single' or 'nearest_heavier', got {linkage!r}.")
+    _, labels = connected_components(csr_array(links), directed=False)
     n_groups = int(labels.max()) + 1
     group_weights = np.array([kept_weights[labels == g].sum() for g in range(n_groups)])
     order = np.argsort(-group_weights, kind="stable")
@@ -338,12 +377,14 @@ def fit_gradient_em(
     rng_key: jax.Array | int = 0,
     n_restarts: int = 1,
     max_iter: int = 1000,
-    tol: float = 1e-7,
+    tol: float = 0.0,
     reg_covar: float = 1e-6,
     polish_iter: int = 100,
+    polish_tol: float = 1e-6,
     initial_variance: float | None = None,
     weight_threshold: float | None = None,
     merge_radius: float | None = None,
+    linkage: str = "nearest_heavier",
     chunk_size: int | None = None,
 ) -> GradientEMResult:
     """Over-parameterized gradient EM, prune-and-merge, and an optional EM polish.
@@ -370,7 +411,9 @@ def fit_gradient_em(
         Restarts of the gradient phase; the best by final log-likelihood is merged.
     max_iter, tol : int, float
         Loop limits of the gradient phase (``tol`` on the change of the per-sample
-        log-likelihood).
+        log-likelihood). The default ``tol=0`` runs exactly ``max_iter`` steps: gradient EM
+        moves slowly, so a small change of the log-likelihood does not mean that the
+        surplus components have settled (and in float32 that change is within round-off).
     reg_covar : float
         Added to the diagonal of learned covariances.
     polish_iter : int
@@ -378,12 +421,15 @@ def fit_gradient_em(
         covariances the polish is EM for the weights and means with the covariances held
         fixed (the gradient-EM kernel with ``mean_update="em"``, ``step_size=1``), i.e. exact
         EM for the theory's model; with learned covariances it is plain EM (``method="em"``).
+    polish_tol : float
+        Convergence threshold of the polish (change of the per-sample objective).
     initial_variance : float, optional
         Variance of the initial (or fixed) spherical covariances. Default 1 with fixed
         covariances; with learned covariances, the mean per-feature variance of the data (a
         broad start that the damped EM steps shrink).
     weight_threshold, merge_radius : float, optional
-        Passed to :func:`prune_and_merge`.
+        Passed to :func:`prune_and_merge` (with ``n_samples = N``, so the default radius
+        counts the sampling error of the fitted means).
     chunk_size : int, optional
         Rows per E-step chunk.
 
@@ -405,17 +451,16 @@ def fit_gradient_em(
         raise ValueError(f"initial_variance must be positive, got {initial_variance}.")
     x_device = to_device(x)
     dtype = x.dtype
-    common = dict(
-        covariance_type=covariance_type, reg_covar=reg_covar, chunk_size=chunk_size, tol=tol
-    )
+    common = dict(covariance_type=covariance_type, reg_covar=reg_covar, chunk_size=chunk_size)
     initial = InitialValues(
         precisions_cholesky=_spherical_identity(covariance_type, n, n_features, initial_variance)
     )
     with warnings.catch_warnings():
         # Surplus components are expected to empty out (that is what pruning is for), and a
-        # gradient phase stopped at max_iter is still merged; the polish reports its own.
+        # gradient phase stopped at max_iter is still merged (with tol=0 by design); the
+        # polish reports its own convergence.
         warnings.simplefilter("ignore", EmptyComponentWarning)
-        if polish_iter > 0:
+        if polish_iter > 0 or tol <= 0:
             warnings.simplefilter("ignore", ConvergenceWarning)
         gradient_fit = fit_gaussian_mixture(
             x_device,
@@ -425,6 +470,7 @@ def fit_gradient_em(
             init_method="random_from_data",
             initial=initial,
             max_iter=max_iter,
+            tol=tol,
             method="gradient_em",
             method_options={"step_size": float(step_size), "learn_covariance": learn_covariance},
             **common,
@@ -437,6 +483,8 @@ def fit_gradient_em(
         covariance_type,
         weight_threshold=weight_threshold,
         merge_radius=merge_radius,
+        n_samples=n_samples,
+        linkage=linkage,
     )
     m_found = report.n_components_found
     if learn_covariance:
@@ -471,6 +519,7 @@ def fit_gradient_em(
             n_restarts=1,
             initial=InitialValues(*merged_params),
             max_iter=polish_iter,
+            tol=polish_tol,
             method=method,
             method_options=options,
             **common,

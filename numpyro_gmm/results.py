@@ -538,6 +538,12 @@ class MAPResult:
         """Most probable component of every row."""
         return np.argmax(self._log_probs(x), axis=1)
 
+    def _replace_method(self, method: str, extras: dict) -> MAPResult:
+        """The same result attributed to ``method``, with its extra results in ``options``."""
+        self.method = method
+        self.options = {**self.options, **extras}
+        return self
+
     def init_to_value(self):
         """NumPyro init strategy that starts MCMC (e.g. NUTS) at the MAP."""
         from numpyro.infer import init_to_value

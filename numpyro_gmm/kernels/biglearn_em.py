@@ -5,12 +5,12 @@ Reference: Cong, Y. & Li, S. (2024), "Big Learning Expectation Maximization", AA
 specified in ``ALGORITHMS.md`` section 4; choices the paper leaves open are marked
 **(choice)**.
 
-Every outer step draws one *matching* ``(A, T)``: an orthogonal matrix ``A`` and a non-empty
-subset ``T`` of the coordinates, with ``u ~ U(0, 1)``:
+Every outer step draws one *matching* ``(A, T)``: an orthogonal matrix ``A`` and a subset ``T``
+of the coordinates, with ``u ~ U(0, 1)``:
 
 * ``u < p_joint`` -- **joint**: ``A = I``, ``T`` = all coordinates (a plain EM step);
 * ``p_joint <= u < p_marginal`` -- **marginal**: ``A = I``, ``T`` a uniformly random subset of
-  size ``max(1, floor(D b))``, ``b ~ Beta(beta_a, beta_b)``;
+  size ``floor(D b)``, ``b ~ Beta(beta_a, beta_b)`` (possibly empty, see Choices);
 * ``u >= p_marginal`` -- **transformed**: ``A`` a fresh Haar-random orthogonal matrix, ``T`` as
   for the marginal.
 
@@ -57,10 +57,30 @@ Implementation notes
 
 Choices
 -------
-* **(choice)** ``floor(D b) = 0`` (possible when ``b < 1 / D``) selects one coordinate: ``|T|``
-  is clipped to ``[1, D]``.
+* **(choice)** ``floor(D b) = 0`` (when ``b < 1 / D``; probability ``D^-beta_a`` with
+  ``beta_b = 1``, e.g. 1/32 for ``D = 2`` and about 1e-6 for ``D = 16``) gives an empty ``T``, as
+  in the reference code (``int(D * b)`` coordinates, no lower clip): the E-step on no
+  coordinates returns ``r_nk = pi_k``, so means and covariances keep their values (up to the
+  rotation round trip) and each inner step only smooths the weights,
+  ``pi <- (pi + alpha_pi) / (1 + K alpha_pi)``. The specification is silent on this case.
 * **(choice)** ``reg_covar`` (the engine's usual regularization) is added to the diagonal of
   the re-estimated ``T`` block before the eigenvalue floor; ``reg_covar = 0`` is the reference.
+
+Comparison with the reference code
+----------------------------------
+Checked against ``method.py`` / ``function.py`` of the reference (PyTorch, MIT): same
+initialization (pi = 1/K, mu_k ~ N(0, I), Sigma_k = I); same cumulative thresholds
+(``u < 0.4`` joint, ``u < 0.5`` marginal, else transformed; one ``u`` per outer step); same
+``|T| = int(D b)``; in every inner step the E-step uses the *smoothed* weights of the previous
+inner step, the mean and covariance use the unsmoothed ``pi~_k`` in ``N max(tiny, pi~_k)``
+(``tiny = 1e-5``), the covariance is the scatter about the *new* mean, only the ``T`` entries
+(and the ``T x T`` block) change, the floor is applied to the whole ``C_k`` of every component,
+and ``pi_k`` is smoothed last; a transformed matching keeps ``(m, C)`` in the rotated frame
+across its inner steps, maps back with ``A^T`` and floors again. The joint-EM baseline of the
+reference is this kernel with ``p_joint=1, inner_steps=1, weight_smoothing=0``. Remaining
+differences: the random streams (PyTorch / SciPy there, JAX here), ``reg_covar`` (above),
+float32 eigen-reconstruction ``V diag V^T`` here versus ``V diag V^-1`` there (equal up to
+rounding). The ``|T| = 0`` case follows the reference (above).
 * **(choice)** inner steps run in the rotated frame and ``(mu, Sigma)`` are mapped back once after
   the last inner step; this equals mapping back after every inner step, because the next inner
   step would rotate them again.
@@ -234,15 +254,15 @@ def sample_matching(
     """Draw the kind, the subset ``T`` and the rotation ``A`` of one outer step.
 
     ``u ~ U(0, 1)``: joint if ``u < p_joint``, marginal if ``u < p_marginal``, else
-    transformed. ``|T| = clip(floor(D b), 1, D)`` with ``b ~ Beta(beta_a, beta_b)`` **(choice**
-    for the clip), and ``T`` is uniform among subsets of that size.
+    transformed. ``|T| = floor(D b)`` with ``b ~ Beta(beta_a, beta_b)`` (0 is possible: an empty
+    ``T``, as in the reference; **(choice)**), and ``T`` is uniform among subsets of that size.
     """
     key_kind, key_size, key_subset, key_rotation = jax.random.split(rng_key, 4)
     u = jax.random.uniform(key_kind, (), dtype)
     kind = jnp.where(u < p_joint, JOINT, jnp.where(u < p_marginal, MARGINAL, TRANSFORMED))
     kind = kind.astype(jnp.int32)
     fraction = jax.random.beta(key_size, beta_a, beta_b, (), dtype)
-    size = jnp.clip(jnp.floor(n_features * fraction).astype(jnp.int32), 1, n_features)
+    size = jnp.clip(jnp.floor(n_features * fraction).astype(jnp.int32), 0, n_features)
     ranks = jnp.argsort(jax.random.uniform(key_subset, (n_features,), dtype))
     position = jnp.argsort(ranks)  # position of each coordinate in a random order
     subset = position < size
@@ -498,7 +518,7 @@ def build_kernel(
     p_joint, p_marginal : float
         ``u < p_joint``: joint; ``u < p_marginal``: marginal; otherwise transformed.
     beta_a, beta_b : float
-        Parameters of ``b ~ Beta(beta_a, beta_b)``, ``|T| = clip(floor(D b), 1, D)``.
+        Parameters of ``b ~ Beta(beta_a, beta_b)``, ``|T| = floor(D b)`` (possibly 0).
     inner_steps : int
         EM steps per matching.
     weight_smoothing : float, optional

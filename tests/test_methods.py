@@ -1,0 +1,104 @@
+"""Every method behind every entry point: facade, ngm.fit / infer classes, and their errors."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import numpyro_gmm as ngm
+from helpers import match_components
+from numpyro_gmm.infer import MAP, BigLearnEM, GradientEM
+from numpyro_gmm.numpyro_bridge import UnsupportedModelError
+
+MEANS = np.array([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0], [8.0, 8.0]])
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 800)
+    return MEANS[labels] + rng.normal(size=(800, 2))
+
+
+def quietly(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ngm.ConvergenceWarning)
+        return fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("method", "covariance_type", "options"),
+    [
+        ("em", "full", None),
+        ("biglearn_em", "full", {"weight_smoothing": 0.25, "polish_iter": 20}),
+        ("gradient_em", "spherical", None),
+    ],
+)
+def test_facade_methods_recover_the_clusters(method, covariance_type, options, data):
+    gm = quietly(
+        ngm.GaussianMixture(
+            4,
+            covariance_type=covariance_type,
+            method=method,
+            method_options=options,
+            n_init=2,
+            max_iter=200,
+            random_state=0,
+        ).fit,
+        data,
+    )
+    assert gm.n_components_found_ == 4
+    order = match_components(gm.means_, MEANS)
+    np.testing.assert_allclose(gm.means_[order], MEANS, atol=0.25)
+    assert np.isfinite(gm.score(data)) and gm.predict(data).shape == (800,)
+
+
+def test_facade_rejects_options_a_method_does_not_take(data):
+    with pytest.raises(ValueError, match="takes no method options"):
+        ngm.GaussianMixture(2, method_options={"step_size": 1.0}).fit(data)
+    with pytest.raises(ValueError, match="takes no prior"):
+        ngm.GaussianMixture(
+            2,
+            method="gradient_em",
+            prior=ngm.GaussianMixturePrior(weight_concentration=np.full(2, 2.0)),
+        ).fit(data)
+
+
+@pytest.mark.parametrize("method", ["em", "biglearn_em", "gradient_em"])
+def test_fit_runs_every_method_on_a_numpyro_model(method, data):
+    model = ngm.models.gaussian_mixture(4, "full")
+    result = quietly(ngm.fit, model, data, method=method, num_restarts=2, max_iter=200)
+    assert result.method == method
+    order = match_components(result.params["locs"], MEANS)
+    np.testing.assert_allclose(result.params["locs"][order], MEANS, atol=0.25)
+    assert np.isfinite(result.objective)
+
+
+def test_conjugate_only_methods_explain_what_they_need(data):
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    def lognormal_model(x):
+        w = numpyro.sample("w", dist.Dirichlet(jnp.ones(2)))
+        with numpyro.plate("components", 2):
+            loc = numpyro.sample("loc", dist.Normal(0.0, 10.0).expand([2]).to_event(1))
+            scale = numpyro.sample("scale", dist.LogNormal(0.0, 1.0))
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.sample(
+                "obs",
+                dist.MixtureSameFamily(
+                    dist.Categorical(w), dist.Normal(loc, scale[:, None]).to_event(1)
+                ),
+                obs=x,
+            )
+
+    for kernel in (BigLearnEM, GradientEM):
+        with pytest.raises(UnsupportedModelError, match="runs on conjugate Gaussian mixtures"):
+            MAP(kernel(lognormal_model), num_restarts=1).run(0, data)
+
+
+def test_gradient_em_reports_a_different_number_of_components(data):
+    model = ngm.models.gaussian_mixture(6, "spherical")
+    with pytest.raises(ValueError, match="Gradient EM found 4 components where the model has 6"):
+        quietly(ngm.fit, model, data, method="gradient_em", num_restarts=1, max_iter=300)
