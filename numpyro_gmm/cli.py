@@ -69,6 +69,22 @@ def _nonnegative_float(text: str) -> float:
     return value
 
 
+def _method_option(text: str) -> tuple[str, Any]:
+    """Parse ``KEY=VALUE``; VALUE becomes an int, float, bool or stays a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return key.strip(), lowered == "true"
+    for convert in (int, float):
+        try:
+            return key.strip(), convert(value)
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
 def _int(text: str) -> int:
     try:
         return int(text)
@@ -144,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=METHODS,
         default=METHODS[0],
         help=f"fitting algorithm: {', '.join(METHODS)} (default: {METHODS[0]})",
+    )
+    fit.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=_method_option,
+        help="a method option, repeatable (e.g. --option weight_smoothing=0.2 for "
+        "biglearn_em, --option step_size=1.0 for gradient_em; values are read as numbers, "
+        "true/false or text; default: none)",
     )
     fit.add_argument(
         "--n-init",
@@ -514,6 +540,7 @@ def _run_fit(args: argparse.Namespace) -> int:
             verbose=0 if quiet else 1,
             verbose_interval=10,
             method=args.method,
+            method_options=dict(args.option) or None,
         )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -621,6 +648,7 @@ def _argv_for_attrs(args: argparse.Namespace) -> list[str]:
         "--components", str(args.components),
         "--covariance-type", args.covariance_type,
         "--method", args.method,
+        *(f"--option={key}={value}" for key, value in args.option),
         "--n-init", str(args.n_init),
         "--init-params", args.init_params,
         "--max-iter", str(args.max_iter),

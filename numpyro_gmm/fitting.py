@@ -155,7 +155,7 @@ def _advance(keys, x, run_states, stop_at, tol, reg_covar, prior, config: _Confi
         run_states,
         x,
         stop_at=stop_at,
-        tol=tol,
+        tol=tol[0],
         objective_scale=1.0 / x.shape[0],
     )
 
@@ -184,7 +184,7 @@ def _polish(keys, x, params: GMMParams, tol, reg_covar, prior, config: _Config):
         start(params),
         x,
         stop_at=config.polish_iter,
-        tol=tol,
+        tol=tol[1],
         objective_scale=1.0 / x.shape[0],
     )
 
@@ -279,6 +279,7 @@ def fit_gaussian_mixture(
     polish_iter: int = 0,
     polish_method: str = "em",
     polish_options: dict[str, Any] | None = None,
+    polish_tol: float | None = None,
 ) -> FitResult:
     """Fit a Gaussian mixture with a registered kernel and vectorized restarts.
 
@@ -313,10 +314,13 @@ def fit_gaussian_mixture(
     method_options : dict, optional
         Keyword options of the method's ``build_kernel`` (static: one compilation each).
     polish_iter : int
-        After the method's loop, at most this many steps (same ``tol``) of the polish kernel
+        After the method's loop, at most this many steps (``polish_tol``) of the polish kernel
         from every restart's parameters, before scoring and selection.
     polish_method, polish_options : str, dict
         The polish kernel (plain (MAP-)EM by default) and its options.
+    polish_tol : float, optional
+        Convergence threshold of the polish (default ``tol``); a stochastic method can run its
+        own loop with ``tol=0`` and still let the polish stop on convergence.
 
     Returns
     -------
@@ -345,7 +349,8 @@ def fit_gaussian_mixture(
     initial = InitialValues(*(None if v is None else jnp.asarray(v, dtype) for v in initial))
     if prior is not None:
         prior = GaussianMixturePrior(*(None if v is None else jnp.asarray(v, dtype) for v in prior))
-    tol = jnp.asarray(tol, dtype)
+    # (loop tolerance, polish tolerance), traced: new values do not recompile.
+    tol = jnp.asarray([tol, tol if polish_tol is None else polish_tol], dtype)
     reg_covar = jnp.asarray(reg_covar, dtype)
     if progress_interval:
         run_states, final = _run_with_progress(

@@ -5,10 +5,11 @@
 method                    what runs
 ========================  =====================================================================
 ``"em"``                  (MAP-)EM from the chosen initialization, restarts vmapped.
-``"biglearn_em"``         BigLearn-EM (:mod:`numpyro_gmm.kernels.biglearn_em`) for ``max_iter``
-                          outer iterations, then the documented polish: ``polish_iter`` (default
-                          50) joint-EM steps that keep the eigenvalue floor and drop the weight
-                          smoothing, per restart, before the best restart is chosen.
+``"biglearn_em"``         BigLearn-EM (:mod:`numpyro_gmm.kernels.biglearn_em`) for exactly
+                          ``max_iter`` outer iterations (stochastic: no early stop), then the
+                          documented polish: up to ``polish_iter`` (default 50) joint-EM steps
+                          that keep the eigenvalue floor and drop the weight smoothing, stopping
+                          at ``tol``, per restart, before the best restart is chosen.
 ``"gradient_em"``         Over-parameterized gradient EM with ``n = ceil(3 m ln m)`` components,
                           prune-and-merge back to ``m'`` components, then an EM polish
                           (:mod:`numpyro_gmm.overparameterized`).
@@ -60,6 +61,9 @@ def _biglearn_em(x, n_components, common, options) -> MethodOutcome:
     polish_options = dict(_BIGLEARN_POLISH)
     if "eigenvalue_floor" in options:
         polish_options["eigenvalue_floor"] = options["eigenvalue_floor"]
+    # The matchings are stochastic: run all max_iter outer iterations, and let only the
+    # polish stop on convergence.
+    common = {**common, "tol": 0.0, "polish_tol": common["tol"]}
     fit = fit_gaussian_mixture(
         x,
         n_components,
