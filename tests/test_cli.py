@@ -101,6 +101,7 @@ def test_options_are_passed_to_the_estimator(tmp_path, capsys, monkeypatch):
         "verbose": 0,
         "verbose_interval": 10,
         "method": "em",
+        "method_options": None,
     }
     with xr.open_datatree(tmp_path / "o.nc") as dt:
         assert int(dt.attrs["n_init"]) == 3 and dt.attrs["init_params"] == "random_from_data"
@@ -399,3 +400,14 @@ def test_plot_mixture_without_ax_uses_pyplot():
         assert len(fig.axes) == 1
     finally:
         plt.close(fig)
+
+
+def test_method_options_reach_the_method(tmp_path, capsys):
+    out = tmp_path / "m.nc"
+    code = cli.main(["fit", "--example", "faithful", "-k", "2", "--method", "em", "--option",
+                 "unknown=1", "--quiet", "--out", str(out), "--no-plot"])
+    assert code == 2 and not out.exists()
+    assert "takes no method options" in capsys.readouterr().err
+    code = cli.main(["fit", "--example", "faithful", "-k", "2", "--option", "bad", "--quiet",
+                 "--out", str(out), "--no-plot"])
+    assert code == 2

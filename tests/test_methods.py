@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import numpyro_gmm as ngm
-from helpers import match_components
 from numpyro_gmm.infer import MAP, BigLearnEM, GradientEM
 from numpyro_gmm.numpyro_bridge import UnsupportedModelError
+
+from helpers import match_components
 
 MEANS = np.array([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0], [8.0, 8.0]])
 
