@@ -92,6 +92,8 @@ def advance(
     objective_scale : float
         Multiplies the kernel's objective to make it per-sample (``1 / N``).
     """
+    if run_state.trace.shape[0] == 0:  # max_iter = 0: nothing to run
+        return run_state
     stop_at = jnp.minimum(stop_at, run_state.trace.shape[0])
 
     def cond_fn(carry: RunState) -> Array:

@@ -32,6 +32,7 @@ __all__ = [
     "InitialValues",
     "FitResult",
     "fit_gaussian_mixture",
+    "log_joint",
     "weighted_log_prob",
 ]
 
@@ -259,6 +260,10 @@ def _run_with_progress(keys, x, initial, tol, reg_covar, prior, config, interval
     return run_states, _finish_program(keys, x, run_states, tol, reg_covar, prior, config)
 
 
+def _cast_prior(prior: GaussianMixturePrior, dtype) -> GaussianMixturePrior:
+    return GaussianMixturePrior(*(None if v is None else jnp.asarray(v, dtype) for v in prior))
+
+
 def fit_gaussian_mixture(
     x: Array,
     n_components: int,
@@ -348,7 +353,7 @@ def fit_gaussian_mixture(
     dtype = x.dtype
     initial = InitialValues(*(None if v is None else jnp.asarray(v, dtype) for v in initial))
     if prior is not None:
-        prior = GaussianMixturePrior(*(None if v is None else jnp.asarray(v, dtype) for v in prior))
+        prior = _cast_prior(prior, dtype)
     # (loop tolerance, polish tolerance), traced: new values do not recompile.
     tol = jnp.asarray([tol, tol if polish_tol is None else polish_tol], dtype)
     reg_covar = jnp.asarray(reg_covar, dtype)
@@ -448,3 +453,26 @@ def weighted_log_prob(
         log_prob = _component_log_prob_program(jnp.asarray(chunk), params, covariance_type)
         pieces.append(np.asarray(log_prob)[:valid])
     return np.concatenate(pieces)
+
+
+@functools.partial(jax.jit, static_argnames=("covariance_type", "chunk_size"))
+def _log_joint_program(x, params, prior, covariance_type, chunk_size):
+    stats = sufficient_statistics(x, params, covariance_type, chunk_size)
+    if prior is None:
+        return stats.log_likelihood
+    return stats.log_likelihood + log_prior(params, prior, covariance_type)
+
+
+def log_joint(
+    x: Array,
+    params: GMMParams,
+    covariance_type: CovarianceType,
+    prior: GaussianMixturePrior | None = None,
+) -> float:
+    """Log-likelihood of ``x`` plus the log prior of ``params`` (the engine's objective)."""
+    n_samples, n_features = x.shape
+    chunk_size = default_chunk_size(n_samples, params.means.shape[0], n_features)
+    params = GMMParams(*(jnp.asarray(leaf, x.dtype) for leaf in params))
+    if prior is not None:
+        prior = _cast_prior(prior, x.dtype)
+    return float(_log_joint_program(x, params, prior, covariance_type, chunk_size))

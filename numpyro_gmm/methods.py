@@ -5,7 +5,10 @@
 method                    what runs
 ========================  =====================================================================
 ``"em"``                  (MAP-)EM from the chosen initialization, restarts vmapped.
-``"biglearn_em"``         BigLearn-EM (:mod:`numpyro_gmm.kernels.biglearn_em`) for exactly
+``"biglearn_em"``         BigLearn-EM (:mod:`numpyro_gmm.kernels.biglearn_em`), run on
+                          standardized features (choice: its random rotations mix
+                          coordinates, so it is not affine-equivariant; ``standardize=False``
+                          turns this off; results are mapped back exactly), for exactly
                           ``max_iter`` outer iterations (stochastic: no early stop), then the
                           documented polish: up to ``polish_iter`` (default 50) joint-EM steps
                           that keep the eigenvalue floor and drop the weight smoothing, stopping
@@ -19,8 +22,18 @@ method                    what runs
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-from numpyro_gmm.fitting import FitResult, InitialValues, fit_gaussian_mixture
+from numpyro_gmm.fitting import FitResult, InitialValues, fit_gaussian_mixture, log_joint
+from numpyro_gmm.mixture.affine import (
+    covariances_from_standard,
+    from_standard,
+    prior_to_standard,
+    standardization,
+    to_standard,
+)
+from numpyro_gmm.mixture.params import GMMParams
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
 
 __all__ = ["METHODS", "MethodOutcome", "run_method"]
@@ -55,6 +68,52 @@ def _em(x, n_components, common, options) -> MethodOutcome:
     return MethodOutcome(fit_gaussian_mixture(x, n_components, **common), {})
 
 
+def _standardized(runner):
+    """Run ``runner`` on ``z = (x - shift) / scale`` and map its result back to ``x``.
+
+    The log joint of every restart and iteration changes by one constant (the Jacobian of
+    the map), which is added back, so objectives and traces are those of ``x``.
+    """
+
+    def run(x, n_components, common, options) -> MethodOutcome:
+        options = dict(options)
+        if not options.pop("standardize", True):
+            return runner(x, n_components, common, options)
+        covariance_type = common["covariance_type"]
+        shift, scale = standardization(np.asarray(x), covariance_type)
+        z = (x - jnp.asarray(shift, x.dtype)) / jnp.asarray(scale, x.dtype)
+        initial = common["initial"]
+        if initial is not None and all(value is not None for value in initial):
+            initial = InitialValues(
+                *to_standard(GMMParams(*initial), shift, scale, covariance_type)
+            )
+        elif initial is not None and any(value is not None for value in initial):
+            raise ValueError(
+                "With standardize=True give all of weights, means and precisions as initial "
+                "values, or none of them."
+            )
+        prior = prior_to_standard(common["prior"], shift, scale, covariance_type)
+        outcome = runner(z, n_components, {**common, "initial": initial, "prior": prior}, options)
+        fit = outcome.fit
+        params = from_standard(fit.params, shift, scale, covariance_type)
+        objective = log_joint(x, params, covariance_type, common["prior"])
+        offset = objective - fit.objective
+        fit = fit._replace(
+            params=GMMParams(*(np.asarray(leaf) for leaf in params)),
+            covariances=covariances_from_standard(fit.covariances, scale, covariance_type),
+            objective=objective,
+            restart_objective=fit.restart_objective + offset,
+            trace=fit.trace + offset / x.shape[0],
+            polish_trace=None
+            if fit.polish_trace is None
+            else fit.polish_trace + offset / x.shape[0],
+        )
+        return MethodOutcome(fit, {**outcome.extras, "standardization": (shift, scale)})
+
+    return run
+
+
+@_standardized
 def _biglearn_em(x, n_components, common, options) -> MethodOutcome:
     options = dict(options)
     polish_iter = options.pop("polish_iter", _BIGLEARN_POLISH_ITER)

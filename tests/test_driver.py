@@ -180,3 +180,10 @@ def test_polish_continues_with_plain_em_in_the_same_program(x64):
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="Unknown method 'nuts'; use one of"):
         fit_gaussian_mixture(jnp.ones((10, 2)), 2, method="nuts")
+
+
+def test_max_iter_zero_returns_the_initialization():
+    x = jnp.asarray(hard_problem(), jnp.float32)
+    result = fit_gaussian_mixture(x, 8, max_iter=0, init_method="k-means++")
+    assert result.trace.shape == (1, 0) and result.restart_n_iter[0] == 0
+    assert np.isfinite(result.objective)

@@ -103,3 +103,57 @@ def test_gradient_em_reports_a_different_number_of_components(data):
     model = ngm.models.gaussian_mixture(6, "spherical")
     with pytest.raises(ValueError, match="Gradient EM found 4 components where the model has 6"):
         quietly(ngm.fit, model, data, method="gradient_em", num_restarts=1, max_iter=300)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_map_commutes_with_standardization(covariance_type, x64):
+    """EM in standardized coordinates with the mapped prior gives the mapped MAP."""
+    import jax.numpy as jnp
+
+    from numpyro_gmm.fitting import InitialValues, fit_gaussian_mixture, log_joint
+    from numpyro_gmm.mixture import affine
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate(
+        [
+            rng.normal(size=(100, 2)) * [1.0, 10.0] + [0.0, 50.0],
+            rng.normal(size=(100, 2)) * [0.5, 5.0] + [4.0, 90.0],
+        ]
+    )
+    d = 2
+    fields = {"weight_concentration": np.full(2, 2.0), "mean_loc": x.mean(0), "mean_precision": 0.1}
+    if covariance_type in ("full", "tied"):
+        fields.update(covariance_df=d + 2.0, covariance_scale=np.diag(x.var(0)) * 0.1)
+    else:
+        rate = x.var(0) * 0.1 if covariance_type == "diag" else float(x.var(0).mean() * 0.1)
+        fields.update(variance_concentration=2.0, variance_rate=rate)
+    prior = ngm.GaussianMixturePrior(**fields)
+    shift, scale = affine.standardization(x, covariance_type)
+    if covariance_type == "spherical":
+        shift, scale = x.mean(0), np.full(2, 3.0)
+    start = fit_gaussian_mixture(
+        jnp.asarray(x), 2, covariance_type=covariance_type, max_iter=0, init_method="kmeans"
+    ).params
+    kwargs = dict(covariance_type=covariance_type, max_iter=3000, tol=1e-13, reg_covar=1e-12)
+    raw = fit_gaussian_mixture(
+        jnp.asarray(x), 2, prior=prior, initial=InitialValues(*start), **kwargs
+    )
+    z = (x - shift) / scale
+    standard = fit_gaussian_mixture(
+        jnp.asarray(z),
+        2,
+        prior=affine.prior_to_standard(prior, shift, scale, covariance_type),
+        initial=InitialValues(*affine.to_standard(start, shift, scale, covariance_type)),
+        **kwargs,
+    )
+    back = affine.from_standard(standard.params, shift, scale, covariance_type)
+    np.testing.assert_allclose(back.means, raw.params.means, rtol=1e-7)
+    np.testing.assert_allclose(back.precisions_cholesky, raw.params.precisions_cholesky, rtol=1e-6)
+    np.testing.assert_allclose(
+        affine.covariances_from_standard(standard.covariances, scale, covariance_type),
+        raw.covariances,
+        rtol=1e-6,
+    )
+    assert log_joint(jnp.asarray(x), back, covariance_type, prior) == pytest.approx(
+        raw.objective, rel=1e-10
+    )
