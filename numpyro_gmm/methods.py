@@ -19,6 +19,7 @@ method                    what runs
 ========================  =====================================================================
 """
 
+import inspect
 from typing import Any, NamedTuple
 
 import jax
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_gmm.fitting import FitResult, InitialValues, fit_gaussian_mixture, log_joint
+from numpyro_gmm.kernels import biglearn_em
 from numpyro_gmm.mixture.affine import (
     covariances_from_standard,
     from_standard,
@@ -40,9 +42,11 @@ __all__ = ["METHODS", "MethodOutcome", "run_method"]
 
 METHODS: tuple[str, ...] = ("em", "biglearn_em", "gradient_em")
 
-# The documented BigLearn-EM polish: joint matchings only, one inner step, no smoothing.
-_BIGLEARN_POLISH = {"p_joint": 1.0, "inner_steps": 1, "weight_smoothing": 0.0}
 _BIGLEARN_POLISH_ITER = 50
+# The kernel's own default, so the polish floor follows it.
+_BIGLEARN_DEFAULT_FLOOR = (
+    inspect.signature(biglearn_em.build_kernel).parameters["eigenvalue_floor"].default
+)
 
 
 class MethodOutcome(NamedTuple):
@@ -117,9 +121,11 @@ def _standardized(runner):
 def _biglearn_em(x, n_components, common, options) -> MethodOutcome:
     options = dict(options)
     polish_iter = options.pop("polish_iter", _BIGLEARN_POLISH_ITER)
-    polish_options = dict(_BIGLEARN_POLISH)
-    if "eigenvalue_floor" in options:
-        polish_options["eigenvalue_floor"] = options["eigenvalue_floor"]
+    # The documented polish: joint EM that keeps the eigenvalue floor, without smoothing.
+    polish_options = biglearn_em.floored_em_options(
+        options.get("eigenvalue_floor", _BIGLEARN_DEFAULT_FLOOR),
+        track_objective=options.get("track_objective", True),
+    )
     # The matchings are stochastic: run all max_iter outer iterations, and let only the
     # polish stop on convergence.
     common = {**common, "tol": 0.0, "polish_tol": common["tol"]}
