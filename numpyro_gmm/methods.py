@@ -162,7 +162,10 @@ def _gradient_em(x, n_components, common, options) -> MethodOutcome:
         rng_key=common["rng_key"],
         n_restarts=common["n_restarts"],
         max_iter=common["max_iter"],
-        tol=common["tol"],
+        # Surplus components keep moving long after the objective settles: the gradient
+        # phase runs all max_iter steps and only the polish stops at tol.
+        tol=0.0,
+        polish_tol=common["tol"],
         reg_covar=common["reg_covar"],
         **options,
     )
