@@ -55,7 +55,43 @@ def _as_key(rng_key) -> jax.Array:
     return jax.random.key(rng_key) if isinstance(rng_key, int) else rng_key
 
 
-class EM:
+class _MAPKernel:
+    """What every MAP kernel shares: the model, the stopping rule and the engine options."""
+
+    def __init__(
+        self,
+        model,
+        *,
+        max_iter: int = 1000,
+        tol: float = 1e-6,
+        reg_covar: float = 1e-6,
+        init_params: str = "k-means++",
+    ) -> None:
+        check_options(
+            n_components=1,
+            covariance_type="full",
+            init_params=init_params,
+            reg_covar=reg_covar,
+            tol=tol,
+            max_iter=max_iter,
+            n_init=1,
+        )
+        self.model = model
+        self.max_iter = max_iter
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.init_params = init_params
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "max_iter": self.max_iter,
+            "tol": self.tol,
+            "reg_covar": self.reg_covar,
+            "init_params": self.init_params,
+        }
+
+
+class EM(_MAPKernel):
     """EM (closed-form or generalized) as a MAP kernel for a NumPyro mixture model.
 
     Parameters
@@ -93,27 +129,16 @@ class EM:
         initial_values: dict | None = None,
         m_step: str = "auto",
     ) -> None:
-        check_options(
-            n_components=1,
-            covariance_type="full",
-            init_params=init_params,
-            reg_covar=reg_covar,
-            tol=tol,
-            max_iter=max_iter,
-            n_init=1,
+        super().__init__(
+            model, max_iter=max_iter, tol=tol, reg_covar=reg_covar, init_params=init_params
         )
         if m_step not in ("auto", "closed_form", "generalized"):
             raise ValueError(
                 f"Unknown m_step {m_step!r}; use 'auto', 'closed_form' or 'generalized'."
             )
-        self.m_step = m_step
         if not isinstance(m_steps, int) or m_steps < 1:
             raise ValueError(f"m_steps must be an integer >= 1, got {m_steps!r}.")
-        self.model = model
-        self.max_iter = max_iter
-        self.tol = tol
-        self.reg_covar = reg_covar
-        self.init_params = init_params
+        self.m_step = m_step
         self.m_steps = m_steps
         self.initial_values = initial_values
 
@@ -205,13 +230,7 @@ class EM:
         )
 
     def _options(self) -> dict[str, Any]:
-        return {
-            "max_iter": self.max_iter,
-            "tol": self.tol,
-            "reg_covar": self.reg_covar,
-            "init_params": self.init_params,
-            "m_steps": self.m_steps,
-        }
+        return {**super()._options(), "m_steps": self.m_steps}
 
 
 _PROGRAMS: dict = {}
@@ -349,7 +368,7 @@ def _fit_conjugate(
     )
 
 
-class _ConjugateMethod:
+class _ConjugateMethod(_MAPKernel):
     """A method of :mod:`numpyro_gmm.methods` as a MAP kernel for conjugate Gaussian models."""
 
     method = ""
@@ -364,29 +383,10 @@ class _ConjugateMethod:
         init_params: str = "k-means++",
         **method_options,
     ) -> None:
-        check_options(
-            n_components=1,
-            covariance_type="full",
-            init_params=init_params,
-            reg_covar=reg_covar,
-            tol=tol,
-            max_iter=max_iter,
-            n_init=1,
+        super().__init__(
+            model, max_iter=max_iter, tol=tol, reg_covar=reg_covar, init_params=init_params
         )
-        self.model = model
-        self.max_iter = max_iter
-        self.tol = tol
-        self.reg_covar = reg_covar
-        self.init_params = init_params
         self.method_options = method_options
-
-    def _options(self) -> dict[str, Any]:
-        return {
-            "max_iter": self.max_iter,
-            "tol": self.tol,
-            "reg_covar": self.reg_covar,
-            "init_params": self.init_params,
-        }
 
     def _conjugate(self, x, model_args, model_kwargs):
         mixture = read_model(self.model, x, *model_args, **(model_kwargs or {}))

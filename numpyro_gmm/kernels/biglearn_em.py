@@ -129,6 +129,7 @@ from numpyro_gmm.mixture.chunking import chunked_sum
 from numpyro_gmm.mixture.estep import component_log_prob, sufficient_statistics
 from numpyro_gmm.mixture.params import (
     GMMParams,
+    all_finite,
     covariances_from_precisions_cholesky,
     precisions_cholesky_from_covariances,
 )
@@ -510,11 +511,6 @@ def _log_likelihood(x: Array, params: GMMParams, chunk_size: int) -> Array:
     return chunked_sum(chunk_fn, x, chunk_size)
 
 
-def _all_finite(tree) -> Array:
-    leaves = jax.tree.leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
-
-
 def build_kernel(
     covariance_type: CovarianceType,
     reg_covar: Array | float,
@@ -623,7 +619,7 @@ def build_kernel(
             marginal_log_likelihood=marginal_log_likelihood,
             kind=matching.kind,
             n_selected=jnp.sum(matching.mask).astype(jnp.int32),
-            is_finite=_all_finite(new_state),
+            is_finite=all_finite(new_state),
         )
         return new_state, info
 

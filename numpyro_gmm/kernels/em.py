@@ -24,7 +24,7 @@ import optax
 from numpyro_gmm._types import Array, CovarianceType, PRNGKey
 from numpyro_gmm.mixture.estep import sufficient_statistics
 from numpyro_gmm.mixture.mstep import m_step
-from numpyro_gmm.mixture.params import GMMParams
+from numpyro_gmm.mixture.params import GMMParams, all_finite
 from numpyro_gmm.mixture.priors import GaussianMixturePrior, log_prior
 
 __all__ = [
@@ -79,11 +79,6 @@ def get_params(state: EMState) -> GMMParams:
     return state.params
 
 
-def _all_finite(tree) -> Array:
-    leaves = jax.tree.leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
-
-
 def build_kernel(
     covariance_type: CovarianceType,
     reg_covar: Array | float,
@@ -111,7 +106,7 @@ def build_kernel(
         if prior is not None:
             objective = objective + log_prior(params, prior, covariance_type)
         new_params, _ = m_step(stats, params.means, params, covariance_type, reg_covar, prior)
-        info = EMInfo(objective=objective, counts=stats.counts, is_finite=_all_finite(new_params))
+        info = EMInfo(objective=objective, counts=stats.counts, is_finite=all_finite(new_params))
         return EMState(params=new_params), info
 
     return step
@@ -187,7 +182,7 @@ def build_generalized_kernel(
         info = EMInfo(
             objective=objective,
             counts=jnp.sum(responsibilities, axis=0),
-            is_finite=_all_finite(new_params),
+            is_finite=all_finite(new_params),
         )
         return GeneralizedEMState(new_params), info
 

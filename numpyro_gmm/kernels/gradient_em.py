@@ -64,6 +64,7 @@ from numpyro_gmm.mixture.estep import SufficientStats, sufficient_statistics
 from numpyro_gmm.mixture.mstep import m_step
 from numpyro_gmm.mixture.params import (
     GMMParams,
+    all_finite,
     covariances_from_precisions_cholesky,
     precisions_cholesky_from_covariances,
 )
@@ -125,11 +126,6 @@ def init(params: GMMParams) -> GradientEMState:
 def get_params(state: GradientEMState) -> GMMParams:
     """The parameters held by a gradient-EM state."""
     return state.params
-
-
-def _all_finite(tree) -> Array:
-    leaves = jax.tree.leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
 
 def _new_weights(counts: Array, prior: GaussianMixturePrior | None) -> Array:
@@ -264,7 +260,7 @@ def build_kernel(
             objective=objective,
             counts=stats.counts,
             mean_step_norm=jnp.max(jnp.linalg.norm(update, axis=-1)),
-            is_finite=_all_finite(new_params),
+            is_finite=all_finite(new_params),
         )
         return GradientEMState(params=new_params), info
 

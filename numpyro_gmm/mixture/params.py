@@ -18,6 +18,7 @@ distance is then ``||(x - mu) U||^2`` and ``log det Sigma^{-1/2} = sum(log diag 
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
@@ -33,6 +34,7 @@ __all__ = [
     "full_precisions",
     "full_covariances",
     "n_parameters",
+    "all_finite",
 ]
 
 
@@ -168,3 +170,9 @@ def n_parameters(n_components: int, n_features: int, covariance_type: Covariance
         "spherical": n_components,
     }[covariance_type]
     return covariance_parameters + n_components * n_features + n_components - 1
+
+
+def all_finite(tree) -> Array:
+    """Whether every leaf of a pytree of arrays is finite (a traced boolean)."""
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
