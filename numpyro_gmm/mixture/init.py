@@ -208,10 +208,5 @@ def initialize(
     stats = statistics_from_responsibilities(
         x, responsibilities_fn, shift, covariance_type, chunk_size
     )
-    placeholder = GMMParams(
-        weights=jnp.full(n_components, 1.0 / n_components, x.dtype),
-        means=shift,
-        precisions_cholesky=jnp.zeros((), x.dtype),
-    )
-    params, _ = m_step(stats, shift, placeholder, covariance_type, reg_covar)
+    params, _ = m_step(stats, shift, None, covariance_type, reg_covar)
     return params

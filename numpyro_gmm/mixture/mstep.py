@@ -143,7 +143,7 @@ def _add_to_diagonal(covariances: Array, value: Array, covariance_type: Covarian
 def m_step(
     stats: SufficientStats,
     shift: Array,
-    previous: GMMParams,
+    previous: GMMParams | None,
     covariance_type: CovarianceType,
     reg_covar: Array | float,
     prior: GaussianMixturePrior | None = None,
@@ -156,8 +156,9 @@ def m_step(
         Statistics centred at ``shift``.
     shift : Array, shape (K, D)
         The centre ``c_k`` of the statistics (the means that entered the E-step).
-    previous : GMMParams
-        Parameters that entered the E-step; only the independent mean prior reads them.
+    previous : GMMParams or None
+        Parameters that entered the E-step; only the independent mean prior reads them
+        (``None`` is allowed otherwise).
     covariance_type : {"full", "tied", "diag", "spherical"}
     reg_covar : float
         Added to the diagonal of every covariance.
