@@ -1,5 +1,7 @@
-"""The benchmark scripts keep working: their smoke sizes run and report a table."""
+"""Every benchmark and reproduction script keeps working: its smoke size runs, prints its table
+and writes its JSON report."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,15 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize(
-    ("script", "expected"),
-    [
-        ("bench_em_speed.py", "speed-up"),
-        ("bench_em_memory.py", "ratio"),
-        ("bench_em_vs_svi.py", "SVI/EM"),
-    ],
-)
-def test_benchmark_smoke_size_runs(script, expected, tmp_path):
+def run_smoke(script: str, tmp_path: Path) -> tuple[str, object]:
     out = tmp_path / "result.json"
     completed = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--json", str(out)],
@@ -27,5 +21,30 @@ def test_benchmark_smoke_size_runs(script, expected, tmp_path):
         cwd=ROOT,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
-    assert expected in completed.stdout
-    assert out.stat().st_size > 0
+    return completed.stdout, json.loads(out.read_text())
+
+
+@pytest.mark.parametrize(
+    ("script", "header"),
+    [
+        ("bench_em_speed.py", "speed-up"),
+        ("bench_em_memory.py", "ratio"),
+        ("bench_em_vs_svi.py", "SVI/EM"),
+        ("repro_biglearn_grid.py", "test KL"),
+        ("repro_biglearn_pendigits.py", "NMI"),
+        ("bench_biglearn_speed.py", "ratio to EM"),
+        ("repro_overparameterized.py", "(iii) GEM"),
+    ],
+)
+def test_benchmark_smoke_size_runs(script, header, tmp_path):
+    stdout, report = run_smoke(script, tmp_path)
+    assert header in stdout
+    assert report
+
+
+def test_overparameterized_smoke_report_has_probabilities(tmp_path):
+    _, report = run_smoke("repro_overparameterized.py", tmp_path)
+    (row,) = report["results"]
+    assert row["m"] == 3 and row["seeds"] == 2
+    for key in ("p_em_random", "p_em_kmeanspp", "p_gradient"):
+        assert 0.0 <= row[key] <= 1.0
