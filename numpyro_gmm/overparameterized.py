@@ -36,7 +36,7 @@ from numpyro_gmm.fitting import (
     FitResult,
     InitialValues,
     fit_gaussian_mixture,
-    weighted_log_prob,
+    log_joint,
 )
 from numpyro_gmm.kernels.gradient_em import DEFAULT_STEP_SIZE
 from numpyro_gmm.mixture.params import GMMParams, precisions_cholesky_from_covariances
@@ -527,7 +527,7 @@ def fit_gradient_em(
         final_params, final_covariances = polish_fit.params, polish_fit.covariances
         objective = polish_fit.objective
     else:
-        objective = _log_likelihood(x_device, merged_params, covariance_type)
+        objective = log_joint(x_device, merged_params, covariance_type)
     return GradientEMResult(
         params=GMMParams(*(np.asarray(leaf) for leaf in final_params)),
         covariances=np.asarray(final_covariances),
@@ -551,9 +551,3 @@ def _expand_fixed(covariance_type: CovarianceType, n: int, d: int, variance: flo
     if covariance_type == "diag":
         return np.full((n, d), variance)
     return np.full(n, variance)
-
-
-def _log_likelihood(x, params: GMMParams, covariance_type: CovarianceType) -> float:
-    log_prob = weighted_log_prob(np.asarray(x), params, covariance_type)
-    peak = log_prob.max(axis=1, keepdims=True)
-    return float(np.sum(peak[:, 0] + np.log(np.exp(log_prob - peak).sum(axis=1))))

@@ -36,6 +36,14 @@ def initial_precisions(x, covariance_type, k, rng):
     return scales / np.var(x) * np.ones(k) * np.ones(d).mean()
 
 
+def random_start(x, covariance_type, k, seed):
+    """Initial weights, means (data points) and precisions shared by both libraries."""
+    rng = np.random.default_rng(seed)
+    weights = rng.dirichlet(np.full(k, 5.0))
+    means = x[rng.choice(len(x), k, replace=False)]
+    return weights, means, initial_precisions(x, covariance_type, k, rng)
+
+
 def reference_run(x, covariance_type, weights, means, precisions):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SKConvergenceWarning)
@@ -53,11 +61,8 @@ def reference_run(x, covariance_type, weights, means, precisions):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_matches_scikit_learn_from_identical_start(covariance_type, dtype, blobs):
     x, _, _ = blobs
-    rng = np.random.default_rng(3)
     k = 4
-    weights = rng.dirichlet(np.full(k, 5.0))
-    means = x[rng.choice(len(x), k, replace=False)]
-    precisions = initial_precisions(x, covariance_type, k, rng)
+    weights, means, precisions = random_start(x, covariance_type, k, seed=3)
     reference = reference_run(x, covariance_type, weights, means, precisions)
 
     initial = InitialValues(
@@ -87,11 +92,8 @@ def test_matches_scikit_learn_from_identical_start(covariance_type, dtype, blobs
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_facade_matches_scikit_learn_attributes(covariance_type, x64, blobs):
     x, _, _ = blobs
-    rng = np.random.default_rng(4)
     k = 4
-    weights = rng.dirichlet(np.full(k, 5.0))
-    means = x[rng.choice(len(x), k, replace=False)]
-    precisions = initial_precisions(x, covariance_type, k, rng)
+    weights, means, precisions = random_start(x, covariance_type, k, seed=4)
     reference = reference_run(x, covariance_type, weights, means, precisions)
     with pytest.warns(ConvergenceWarning):
         ours = GaussianMixture(
