@@ -16,20 +16,15 @@ Usage::
     python benchmarks/bench_biglearn_speed.py --smoke --json speed.json
 """
 
-import argparse
-import json
 import platform
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from repro_biglearn_grid import _ensure_importable, sample_truth  # noqa: E402
-from repro_biglearn_pendigits import load_pendigits  # noqa: E402
+from harness import ensure_importable, finish, script_parser
+from repro_biglearn_grid import sample_truth
+from repro_biglearn_pendigits import load_pendigits
 
 
 def _timed_fit(x, k, initial, iterations, method, options) -> float:
@@ -64,7 +59,7 @@ def per_iteration(x, k, initial, method, options, t1, t2, repeats) -> float:
 
 
 def run(args) -> dict:
-    _ensure_importable()
+    ensure_importable()
     import jax
     import jax.numpy as jnp
 
@@ -128,20 +123,14 @@ def print_table(report: dict) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny run for CI")
+    parser = script_parser(__doc__)
     parser.add_argument("--t1", type=int, default=20)
     parser.add_argument("--t2", type=int, default=220)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", type=str, default=None, help="write the report here")
     args = parser.parse_args(argv)
     if args.smoke:
         args.t1, args.t2, args.repeats = 2, 6, 1
-    report = run(args)
-    print_table(report)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
-    return 0
+    return finish(run(args), args.json, print_table)
 
 
 if __name__ == "__main__":

@@ -26,38 +26,20 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from bench_em_speed import mixture_spec
+from harness import ChildFailed, emit_child_result, ensure_importable, run_child
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULT_MARKER = "BENCH_RESULT_JSON:"
 DTYPES = ("float64", "float32")
 MIB = 1024 * 1024
 
 
-def _ensure_importable() -> None:
-    try:
-        import numpyro_gmm  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(REPO_ROOT))
-
-
 # --------------------------------------------------------------------------- synthetic data
-
-
-def mixture_spec(n_features: int, n_components: int, seed: int = 0, mean_scale: float = 1.0):
-    """Weights, means and SPD covariances of the generating mixture (as bench_em_speed)."""
-    rng = np.random.default_rng(seed)
-    weights = rng.dirichlet(np.full(n_components, 5.0))
-    means = rng.normal(scale=mean_scale, size=(n_components, n_features))
-    factors = rng.normal(size=(n_components, n_features, n_features)) / np.sqrt(n_features)
-    covariances = factors @ np.swapaxes(factors, -1, -2) + 0.1 * np.eye(n_features)
-    return weights, means, covariances
 
 
 def aligned_empty(shape, dtype, alignment=64):
@@ -126,7 +108,7 @@ def reset_peak() -> bool:
 # --------------------------------------------------------------------------- child process
 
 
-def run_child(args) -> dict:
+def measure(args) -> dict:
     library, dtype = args.child
     warnings.filterwarnings("ignore", message=".*did not converge.*")
     if library == "numpyro_gmm":
@@ -134,7 +116,7 @@ def run_child(args) -> dict:
 
         if dtype == "float64":
             jax.config.update("jax_enable_x64", True)
-        _ensure_importable()
+        ensure_importable()
         import jax.numpy as jnp
 
         from numpyro_gmm.fitting import fit_gaussian_mixture
@@ -303,22 +285,17 @@ def child_argv(args, library, dtype):
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.child:
-        result = run_child(args)
-        print(RESULT_MARKER + json.dumps(result))
-        return 0
-
+        return emit_child_result(measure(args))
     runs = [("numpyro_gmm", dt) for dt in args.dtypes]
     runs += [("sklearn", dt) for dt in args.sklearn_dtypes]
-    results = []
-    for library, dtype in runs:
-        proc = subprocess.run(child_argv(args, library, dtype), stdout=subprocess.PIPE,
-                              text=True)
-        if proc.returncode != 0:
-            print(f"{library} {dtype} run failed with exit code {proc.returncode}",
-                  file=sys.stderr)
-            return proc.returncode
-        line = next(row for row in proc.stdout.splitlines() if row.startswith(RESULT_MARKER))
-        results.append(json.loads(line[len(RESULT_MARKER):]))
+    try:
+        results = [
+            run_child(child_argv(args, library, dtype), f"{library} {dtype}")
+            for library, dtype in runs
+        ]
+    except ChildFailed as failure:
+        print(failure, file=sys.stderr)
+        return failure.returncode
 
     first = results[0]
     print(f"\nPeak memory of an EM fit, full covariance, N={first['n']}, D={first['d']}, "

@@ -26,24 +26,15 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from harness import ChildFailed, emit_child_result, ensure_importable, run_child
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULT_MARKER = "BENCH_RESULT_JSON:"
 DTYPES = ("float64", "float32")
-
-
-def _ensure_importable() -> None:
-    try:
-        import numpyro_gmm  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(REPO_ROOT))
 
 
 # --------------------------------------------------------------------------- synthetic data
@@ -148,13 +139,13 @@ def _timed(fn):
     return time.perf_counter() - started, out
 
 
-def run_child(args) -> dict:
+def measure(args) -> dict:
     dtype = args.child
     import jax
 
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    _ensure_importable()
+    ensure_importable()
     import jax.numpy as jnp
     from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
     from sklearn.mixture import GaussianMixture
@@ -330,18 +321,12 @@ def child_argv(args, dtype):
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.child:
-        result = run_child(args)
-        print(RESULT_MARKER + json.dumps(result))
-        return 0
-
-    results = []
-    for dtype in args.dtypes:
-        proc = subprocess.run(child_argv(args, dtype), stdout=subprocess.PIPE, text=True)
-        if proc.returncode != 0:
-            print(f"{dtype} run failed with exit code {proc.returncode}", file=sys.stderr)
-            return proc.returncode
-        line = next(row for row in proc.stdout.splitlines() if row.startswith(RESULT_MARKER))
-        results.append(json.loads(line[len(RESULT_MARKER):]))
+        return emit_child_result(measure(args))
+    try:
+        results = [run_child(child_argv(args, dtype), dtype) for dtype in args.dtypes]
+    except ChildFailed as failure:
+        print(failure, file=sys.stderr)
+        return failure.returncode
 
     env = results[0]["environment"]
     print()

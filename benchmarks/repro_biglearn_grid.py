@@ -25,8 +25,6 @@ Usage::
     python benchmarks/repro_biglearn_grid.py --json grid.json --figure grid.png
 """
 
-import argparse
-import json
 import platform
 import sys
 import time
@@ -34,19 +32,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from harness import REPO_ROOT, ensure_importable, finish, script_parser
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 N_COMPONENTS = 25
 GRID = np.array([-4.0, -2.0, 0.0, 2.0, 4.0])
 TRUE_MEANS = np.array([[a, b] for a in GRID for b in GRID])
 TRUE_VARIANCE = 0.1
-
-
-def _ensure_importable() -> None:
-    try:
-        import numpyro_gmm  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(REPO_ROOT))
 
 
 def gmm_log_pdf(x: np.ndarray, weights, means, covariances) -> np.ndarray:
@@ -74,7 +65,7 @@ def true_log_pdf(x: np.ndarray) -> np.ndarray:
 
 
 def run(args) -> dict:
-    _ensure_importable()
+    ensure_importable()
     import jax
     import jax.numpy as jnp
 
@@ -232,15 +223,13 @@ def print_table(report: dict) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny run for CI")
+    parser = script_parser(__doc__)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--n-test", type=int, default=5000)
     parser.add_argument("--joint-iter", type=int, default=500)
     parser.add_argument("--biglearn-iter", type=int, default=2000)
     parser.add_argument("--polish-iter", type=int, default=50)
-    parser.add_argument("--json", type=str, default=None, help="write the report here")
     parser.add_argument(
         "--figure",
         type=str,
@@ -253,11 +242,7 @@ def main(argv=None) -> int:
         args.joint_iter, args.biglearn_iter, args.polish_iter = 20, 40, 5
         if args.figure == parser.get_default("figure"):
             args.figure = ""
-    report = run(args)
-    print_table(report)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
-    return 0
+    return finish(run(args), args.json, print_table)
 
 
 if __name__ == "__main__":

@@ -43,8 +43,6 @@ Usage::
         --json spread.json
 """
 
-import argparse
-import json
 import platform
 import sys
 import time
@@ -52,16 +50,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from harness import REPO_ROOT, ensure_importable, finish, script_parser
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"
-
-
-def _ensure_importable() -> None:
-    try:
-        import numpyro_gmm  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(REPO_ROOT))
 
 
 def load_pendigits(data_dir: Path = DATA_DIR):
@@ -81,7 +72,7 @@ def load_pendigits(data_dir: Path = DATA_DIR):
 
 
 def run(args) -> dict:
-    _ensure_importable()
+    ensure_importable()
     import jax
     import jax.numpy as jnp
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
@@ -321,8 +312,7 @@ def print_table(report: dict) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny run for CI")
+    parser = script_parser(__doc__)
     parser.add_argument("--iterations", type=int, default=10000)
     parser.add_argument("--polish-iter", type=int, default=50)
     parser.add_argument("--components", type=int, default=12)
@@ -341,15 +331,10 @@ def main(argv=None) -> int:
         "training log-likelihood (no labels used)",
     )
     parser.add_argument("--data-dir", type=str, default=str(DATA_DIR))
-    parser.add_argument("--json", type=str, default=None, help="write the report here")
     args = parser.parse_args(argv)
     if args.smoke:
         args.iterations, args.polish_iter, args.n_evals = 20, 3, 2
-    report = run(args)
-    print_table(report)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
-    return 0
+    return finish(run(args), args.json, print_table)
 
 
 if __name__ == "__main__":
