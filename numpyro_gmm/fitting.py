@@ -5,10 +5,17 @@ bridge, under :func:`numpyro_gmm.fit`). Its device program does, for ``R`` resta
 initialize (or take user values), run the kernel through :mod:`numpyro_gmm.driver`, and score
 the final parameters with one more E-step. The host then picks the best restart by that final
 log joint, and turns flags into warnings or errors.
+
+**Several devices.** With ``mesh`` (or data given as :class:`~numpyro_gmm.parallel.ShardedRows`)
+the rows are sharded over the devices of a one-axis mesh. The initialization runs as one
+global program on the real rows (XLA partitions it; k-means++ and k-means read rows across
+devices), then the loop, the polish and the final scoring run inside ``jax.shard_map``: every
+sum over rows is a per-device chunked sum followed by a ``lax.psum``
+(:mod:`numpyro_gmm.mixture.chunking`), and every device takes the same M-step. The result
+equals the single-device fit up to float reassociation.
 """
 
 import functools
-import sys
 import time
 import warnings
 from typing import Any, NamedTuple
@@ -16,15 +23,18 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, PartitionSpec
 
 from numpyro_gmm import driver
 from numpyro_gmm._types import Array, CovarianceType
 from numpyro_gmm.kernels import get_kernel
-from numpyro_gmm.mixture.chunking import default_chunk_size
+from numpyro_gmm.mixture.chunking import default_chunk_size, n_rows, sharded_rows
 from numpyro_gmm.mixture.estep import component_log_prob, sufficient_statistics
 from numpyro_gmm.mixture.init import initialize
 from numpyro_gmm.mixture.params import GMMParams, covariances_from_precisions_cholesky
 from numpyro_gmm.mixture.priors import GaussianMixturePrior, log_prior
+from numpyro_gmm.parallel import DATA_AXIS, ShardedRows, shard_rows
+from numpyro_gmm.progress import report
 
 __all__ = [
     "ConvergenceWarning",
@@ -157,7 +167,7 @@ def _advance(keys, x, run_states, stop_at, tol, reg_covar, prior, config: _Confi
         x,
         stop_at=stop_at,
         tol=tol[0],
-        objective_scale=1.0 / x.shape[0],
+        objective_scale=1.0 / n_rows(x),
     )
 
 
@@ -186,7 +196,7 @@ def _polish(keys, x, params: GMMParams, tol, reg_covar, prior, config: _Config):
         x,
         stop_at=config.polish_iter,
         tol=tol[1],
-        objective_scale=1.0 / x.shape[0],
+        objective_scale=1.0 / n_rows(x),
     )
 
 
@@ -233,31 +243,102 @@ def _fit_program(keys, x, initial, tol, reg_covar, prior, config):
     return run_states, _finish(keys, x, run_states, tol, reg_covar, prior, config)
 
 
-def _run_with_progress(keys, x, initial, tol, reg_covar, prior, config, interval):
+class _Programs(NamedTuple):
+    """The compiled pieces of a fit, for one data layout (static configuration closed over).
+
+    ``start(keys, x, initial, reg_covar)``, ``advance(keys, x, run_states, stop_at, tol,
+    reg_covar, prior)``, ``finish(keys, x, run_states, tol, reg_covar, prior)``, and ``fit(keys,
+    x, initial, tol, reg_covar, prior)`` for all of them at once.
+    """
+
+    start: Any
+    advance: Any
+    finish: Any
+    fit: Any
+
+
+def _single_device_programs(config: _Config) -> _Programs:
+    return _Programs(
+        start=functools.partial(_start_program, config=config),
+        advance=functools.partial(_advance_program, config=config),
+        finish=functools.partial(_finish_program, config=config),
+        fit=functools.partial(_fit_program, config=config),
+    )
+
+
+def _data_parallel(fn, mesh: Mesh, n_samples: int, n_args: int):
+    """``jit(shard_map(fn))`` with the rows of the 2nd argument sharded, the rest replicated.
+
+    ``fn`` is traced inside :func:`~numpyro_gmm.mixture.chunking.sharded_rows`, so its sums
+    over rows are global; its outputs are replicated.
+    """
+
+    def body(*args):
+        with sharded_rows(DATA_AXIS, n_samples):
+            return fn(*args)
+
+    in_specs = [PartitionSpec()] * n_args
+    in_specs[1] = PartitionSpec(DATA_AXIS, None)
+    return jax.jit(
+        jax.shard_map(body, mesh=mesh, in_specs=tuple(in_specs), out_specs=PartitionSpec())
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _sharded_programs(config: _Config, mesh: Mesh, n_samples: int) -> _Programs:
+    """Programs over row-sharded, padded data (cached: one compilation per configuration)."""
+
+    def start(keys, x, initial, reg_covar):
+        # The init reads the real rows as one global array (k-means++ picks rows anywhere).
+        return _start(keys, x[:n_samples], initial, reg_covar, config)
+
+    def advance(keys, x, run_states, stop_at, tol, reg_covar, prior):
+        return _advance(keys, x, run_states, stop_at, tol, reg_covar, prior, config)
+
+    def finish(keys, x, run_states, tol, reg_covar, prior):
+        return _finish(keys, x, run_states, tol, reg_covar, prior, config)
+
+    def run(keys, x, run_states, tol, reg_covar, prior):
+        run_states = _advance(keys, x, run_states, config.max_iter, tol, reg_covar, prior, config)
+        return run_states, _finish(keys, x, run_states, tol, reg_covar, prior, config)
+
+    start = jax.jit(start)
+    run = _data_parallel(run, mesh, n_samples, 6)
+
+    def fit(keys, x, initial, tol, reg_covar, prior):
+        return run(keys, x, start(keys, x, initial, reg_covar), tol, reg_covar, prior)
+
+    return _Programs(
+        start=start,
+        advance=_data_parallel(advance, mesh, n_samples, 7),
+        finish=_data_parallel(finish, mesh, n_samples, 6),
+        fit=fit,
+    )
+
+
+def _run_with_progress(
+    programs: _Programs, keys, x, initial, tol, reg_covar, prior, config, interval
+):
     """Run the same loop in segments of ``interval`` steps, reporting after each."""
     started = time.perf_counter()
-    run_states = _start_program(keys, x, initial, reg_covar, config)
+    run_states = programs.start(keys, x, initial, reg_covar)
     n_restarts = keys.shape[0]
-    print(
-        f"Initialized {n_restarts} restart(s) in {time.perf_counter() - started:.2f} s",
-        file=sys.stderr,
-    )
+    report(f"Initialized {n_restarts} restart(s) in {time.perf_counter() - started:.2f} s")
     stop_at = 0
     while stop_at < config.max_iter:
         stop_at = min(stop_at + interval, config.max_iter)
-        run_states = _advance_program(keys, x, run_states, stop_at, tol, reg_covar, prior, config)
+        run_states = programs.advance(keys, x, run_states, stop_at, tol, reg_covar, prior)
         n_iter, objective, done = jax.device_get(
             (run_states.n_iter, run_states.objective, run_states.converged | run_states.failed)
         )
-        print(
+        report(
             f"Iteration {int(n_iter.max())}: best per-sample objective {np.nanmax(objective):.6g}, "
             f"{int(done.sum())}/{n_restarts} restart(s) done, "
-            f"{time.perf_counter() - started:.1f} s",
-            file=sys.stderr,
+            f"{time.perf_counter() - started:.1f} s"
         )
         if done.all():
             break
-    return run_states, _finish_program(keys, x, run_states, tol, reg_covar, prior, config)
+    return run_states, programs.finish(keys, x, run_states, tol, reg_covar, prior)
 
 
 def _cast_prior(prior: GaussianMixturePrior, dtype) -> GaussianMixturePrior:
@@ -265,7 +346,7 @@ def _cast_prior(prior: GaussianMixturePrior, dtype) -> GaussianMixturePrior:
 
 
 def fit_gaussian_mixture(
-    x: Array,
+    x: Array | ShardedRows,
     n_components: int,
     *,
     covariance_type: CovarianceType = "full",
@@ -285,6 +366,7 @@ def fit_gaussian_mixture(
     polish_method: str = "em",
     polish_options: dict[str, Any] | None = None,
     polish_tol: float | None = None,
+    mesh: Mesh | None = None,
 ) -> FitResult:
     """Fit a Gaussian mixture with a registered kernel and vectorized restarts.
 
@@ -293,7 +375,9 @@ def fit_gaussian_mixture(
 
     Parameters
     ----------
-    x : Array, shape (N, D)
+    x : Array, shape (N, D), or ShardedRows
+        The data; :class:`~numpyro_gmm.parallel.ShardedRows` are already row-sharded over
+        their mesh (the multi-host path).
     n_components : int
     covariance_type : {"full", "tied", "diag", "spherical"}
     rng_key : PRNGKey or int
@@ -326,12 +410,21 @@ def fit_gaussian_mixture(
     polish_tol : float, optional
         Convergence threshold of the polish (default ``tol``); a stochastic method can run its
         own loop with ``tol=0`` and still let the polish stop on convergence.
+    mesh : Mesh, optional
+        Data parallelism over the devices of a one-axis mesh
+        (:func:`numpyro_gmm.parallel.data_mesh`): the rows are sharded over them and the
+        sufficient statistics summed across them; the result equals the single-device
+        fit up to float reassociation. ``None``: one device (or the mesh of ``ShardedRows``).
 
     Returns
     -------
     FitResult
     """
-    n_samples, n_features = x.shape
+    if mesh is not None or isinstance(x, ShardedRows):
+        x = shard_rows(x, x.mesh if mesh is None else mesh)
+        n_samples, n_features = x.n_samples, x.n_features
+    else:
+        n_samples, n_features = x.shape
     if chunk_size is None:
         chunk_size = default_chunk_size(n_samples, n_components, n_features)
     config = _Config(
@@ -357,12 +450,17 @@ def fit_gaussian_mixture(
     # (loop tolerance, polish tolerance), traced: new values do not recompile.
     tol = jnp.asarray([tol, tol if polish_tol is None else polish_tol], dtype)
     reg_covar = jnp.asarray(reg_covar, dtype)
+    if isinstance(x, ShardedRows):
+        programs = _sharded_programs(config, x.mesh, x.n_samples)
+        x = x.array
+    else:
+        programs = _single_device_programs(config)
     if progress_interval:
         run_states, final = _run_with_progress(
-            keys, x, initial, tol, reg_covar, prior, config, progress_interval
+            programs, keys, x, initial, tol, reg_covar, prior, config, progress_interval
         )
     else:
-        run_states, final = _fit_program(keys, x, initial, tol, reg_covar, prior, config)
+        run_states, final = programs.fit(keys, x, initial, tol, reg_covar, prior)
     return _select_best(jax.device_get(run_states), jax.device_get(final), max_iter)
 
 
@@ -455,24 +553,47 @@ def weighted_log_prob(
     return np.concatenate(pieces)
 
 
-@functools.partial(jax.jit, static_argnames=("covariance_type", "chunk_size"))
-def _log_joint_program(x, params, prior, covariance_type, chunk_size):
+def _log_joint_value(x, params, prior, covariance_type, chunk_size):
     stats = sufficient_statistics(x, params, covariance_type, chunk_size)
     if prior is None:
         return stats.log_likelihood
     return stats.log_likelihood + log_prior(params, prior, covariance_type)
 
 
+_log_joint_program = jax.jit(_log_joint_value, static_argnames=("covariance_type", "chunk_size"))
+
+
+@functools.lru_cache(maxsize=32)
+def _sharded_log_joint_program(covariance_type, chunk_size, mesh: Mesh, n_samples: int):
+    def value(params, x, prior):
+        return _log_joint_value(x, params, prior, covariance_type, chunk_size)
+
+    program = _data_parallel(value, mesh, n_samples, 3)
+    return lambda x, params, prior: program(params, x, prior)
+
+
 def log_joint(
-    x: Array,
+    x: Array | ShardedRows,
     params: GMMParams,
     covariance_type: CovarianceType,
     prior: GaussianMixturePrior | None = None,
+    *,
+    mesh: Mesh | None = None,
 ) -> float:
-    """Log-likelihood of ``x`` plus the log prior of ``params`` (the engine's objective)."""
-    n_samples, n_features = x.shape
+    """Log-likelihood of ``x`` plus the log prior of ``params`` (the engine's objective).
+
+    With ``mesh`` (or ``ShardedRows``) the sum over rows runs data-parallel, as in
+    :func:`fit_gaussian_mixture`.
+    """
+    sharded = mesh is not None or isinstance(x, ShardedRows)
+    if sharded:
+        x = shard_rows(x, x.mesh if mesh is None else mesh)
+    n_samples, n_features = (x.n_samples, x.n_features) if sharded else x.shape
     chunk_size = default_chunk_size(n_samples, params.means.shape[0], n_features)
     params = GMMParams(*(jnp.asarray(leaf, x.dtype) for leaf in params))
     if prior is not None:
         prior = _cast_prior(prior, x.dtype)
+    if sharded:
+        program = _sharded_log_joint_program(covariance_type, chunk_size, x.mesh, n_samples)
+        return float(program(x.array, params, prior))
     return float(_log_joint_program(x, params, prior, covariance_type, chunk_size))

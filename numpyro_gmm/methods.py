@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from numpyro_gmm.fitting import FitResult, InitialValues, fit_gaussian_mixture, log_joint
 from numpyro_gmm.kernels import biglearn_em
@@ -100,7 +101,7 @@ def _standardized(runner):
         outcome = runner(z, n_components, {**common, "initial": initial, "prior": prior}, options)
         fit = outcome.fit
         params = from_standard(fit.params, shift, scale, covariance_type)
-        objective = log_joint(x, params, covariance_type, common["prior"])
+        objective = log_joint(x, params, covariance_type, common["prior"], mesh=common["mesh"])
         offset = objective - fit.objective
         fit = fit._replace(
             params=GMMParams(*(np.asarray(leaf) for leaf in params)),
@@ -167,6 +168,7 @@ def _gradient_em(x, n_components, common, options) -> MethodOutcome:
         tol=0.0,
         polish_tol=common["tol"],
         reg_covar=common["reg_covar"],
+        mesh=common["mesh"],
         **options,
     )
     base = result.polish_fit if result.polish_fit is not None else result.gradient_fit
@@ -200,13 +202,15 @@ def run_method(
     prior: GaussianMixturePrior | None = None,
     progress_interval: int | None = None,
     options: dict[str, Any] | None = None,
+    mesh: Mesh | None = None,
 ) -> MethodOutcome:
     """Fit ``x`` with ``method`` (one of :data:`METHODS`) and its ``options``.
 
     The common arguments mean what they mean for
     :func:`~numpyro_gmm.fitting.fit_gaussian_mixture`; ``options`` are the method's own
     (BigLearn-EM: the kernel's options plus ``polish_iter``; gradient EM: those of
-    :func:`~numpyro_gmm.overparameterized.fit_gradient_em`).
+    :func:`~numpyro_gmm.overparameterized.fit_gradient_em`). ``mesh`` runs every method
+    data-parallel over its devices (:func:`numpyro_gmm.parallel.data_mesh`).
     """
     if method not in _RUNNERS:
         raise ValueError(f"Unknown method {method!r}; use one of {METHODS}.")
@@ -221,5 +225,6 @@ def run_method(
         "reg_covar": reg_covar,
         "prior": prior,
         "progress_interval": progress_interval,
+        "mesh": mesh,
     }
     return _RUNNERS[method](x, n_components, common, dict(options or {}))

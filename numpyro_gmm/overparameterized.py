@@ -386,6 +386,7 @@ def fit_gradient_em(
     merge_radius: float | None = None,
     linkage: str = "nearest_heavier",
     chunk_size: int | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> GradientEMResult:
     """Over-parameterized gradient EM, prune-and-merge, and an optional EM polish.
 
@@ -432,6 +433,9 @@ def fit_gradient_em(
         counts the sampling error of the fitted means).
     chunk_size : int, optional
         Rows per E-step chunk.
+    mesh : Mesh, optional
+        Run both phases data-parallel over the devices of this one-axis mesh
+        (:func:`numpyro_gmm.parallel.data_mesh`).
 
     Returns
     -------
@@ -451,7 +455,9 @@ def fit_gradient_em(
         raise ValueError(f"initial_variance must be positive, got {initial_variance}.")
     x_device = to_device(x)
     dtype = x.dtype
-    common = dict(covariance_type=covariance_type, reg_covar=reg_covar, chunk_size=chunk_size)
+    common = dict(
+        covariance_type=covariance_type, reg_covar=reg_covar, chunk_size=chunk_size, mesh=mesh
+    )
     initial = InitialValues(
         precisions_cholesky=_spherical_identity(covariance_type, n, n_features, initial_variance)
     )
@@ -527,7 +533,7 @@ def fit_gradient_em(
         final_params, final_covariances = polish_fit.params, polish_fit.covariances
         objective = polish_fit.objective
     else:
-        objective = log_joint(x_device, merged_params, covariance_type)
+        objective = log_joint(x_device, merged_params, covariance_type, mesh=mesh)
     return GradientEMResult(
         params=GMMParams(*(np.asarray(leaf) for leaf in final_params)),
         covariances=np.asarray(final_covariances),

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["plot_mixture"]
+__all__ = ["plot_map_on_posterior", "plot_mixture"]
 
 # Radii of the drawn ellipses, in standard deviations.
 _SIGMAS: tuple[float, ...] = (1.0, 2.0)
@@ -174,3 +174,48 @@ def plot_mixture(
     ax.set_title(title, fontsize="medium")
     ax.legend(frameon=False, fontsize="small")
     return fig
+
+
+def plot_map_on_posterior(
+    posterior: Any,
+    map_values: Any,
+    *,
+    var_names: Sequence[str] | None = None,
+    **plot_dist_kwargs: Any,
+):
+    """Marginal posteriors (``arviz_plots.plot_dist``) with the MAP as a vertical line.
+
+    Relabel the draws to the MAP first (:func:`numpyro_gmm.compare_to_posterior` returns both
+    in the same layout as ``comparison.posterior`` and ``comparison.map``), otherwise the
+    marginals mix components.
+
+    Parameters
+    ----------
+    posterior : xarray.DataTree
+        Tree with a ``posterior`` group.
+    map_values : xarray.Dataset, xarray.DataTree or MAPResult
+        The MAP with the same variables and dims (``chain=1, draw=1``): a Dataset, a tree
+        from ``result.to_datatree()`` (its ``map`` group when it holds Laplace draws, its
+        ``posterior`` otherwise), or the result itself.
+    var_names : sequence of str, optional
+        Variables to plot (default: those of ``map_values``).
+    **plot_dist_kwargs
+        Passed to ``arviz_plots.plot_dist``.
+
+    Returns
+    -------
+    arviz_plots.PlotCollection
+        Save it with ``pc.savefig(path)``.
+    """
+    import arviz_plots
+
+    if hasattr(map_values, "to_datatree") and hasattr(map_values, "params"):
+        map_values = map_values.to_datatree()
+    if hasattr(map_values, "children"):
+        group = "map" if "map" in map_values.children else "posterior"
+        map_values = map_values[group].to_dataset()
+    names = list(var_names) if var_names is not None else list(map_values.data_vars)
+    values = map_values[names].isel(chain=0, draw=0, drop=True)
+    pc = arviz_plots.plot_dist(posterior, var_names=names, **plot_dist_kwargs)
+    arviz_plots.add_lines(pc, values=values, visuals={"ref_line": {"color": "C3"}})
+    return pc

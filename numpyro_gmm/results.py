@@ -29,6 +29,11 @@ maximum-likelihood point is stored as ``chain=1, draw=1``:
 
 The root attrs record the covariance type, the package version and when and by what the
 tree was created, plus any attrs passed by the caller.
+
+The MAP of a NumPyro model (:class:`MAPResult`, from ``numpyro_gmm.fit``) converts with
+``result.to_datatree()`` (:func:`map_result_to_datatree`): variables named after the model's
+latent sites, per-restart results, and optional Laplace draws for
+``arviz.loo_approximate_posterior`` (:mod:`numpyro_gmm.laplace`).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import xarray as xr
@@ -57,6 +62,9 @@ from numpyro_gmm.validation import working_dtype
 __all__ = [
     "COVARIANCE_TYPES",
     "MAPResult",
+    "OBJECTIVE_CONVENTION",
+    "PosteriorLayout",
+    "map_result_to_datatree",
     "atomic_path",
     "expand_covariances",
     "gmm_to_datatree",
@@ -544,6 +552,47 @@ class MAPResult:
         self.options = {**self.options, **extras}
         return self
 
+    def to_datatree(
+        self,
+        laplace_draws: int | None = None,
+        rng_key: Any = 0,
+        *,
+        component_axes: Mapping[str, int | None] | None = None,
+        dims: Mapping[str, Sequence[str]] | None = None,
+        feature_names: Sequence[str] | None = None,
+    ) -> xr.DataTree:
+        """The result as an ArviZ 1.x ``xarray.DataTree`` (see :func:`map_result_to_datatree`).
+
+        Parameters
+        ----------
+        laplace_draws : int, optional
+            When given, ``posterior`` holds this many draws from the Laplace approximation
+            around the MAP (:mod:`numpyro_gmm.laplace`) instead of the MAP itself, with their
+            pointwise log-likelihood and ``log_p`` / ``log_q`` for
+            ``arviz.loo_approximate_posterior``; the MAP moves to the ``map`` group.
+        rng_key : int, numpy Generator or JAX PRNG key
+            Seed of the Laplace draws.
+        component_axes : mapping, optional
+            Site -> component axis (None: no component axis), for models where it cannot
+            be inferred (see :func:`numpyro_gmm.relabel.component_axes`).
+        dims : mapping, optional
+            Site -> names of its dims (without ``chain``, ``draw``), overriding the defaults.
+        feature_names : sequence of str, optional
+            Coordinates of the ``feature`` dim (default ``x0, x1, ...``).
+
+        Returns
+        -------
+        xarray.DataTree
+        """
+        return map_result_to_datatree(
+            self,
+            laplace_draws=laplace_draws,
+            rng_key=rng_key,
+            component_axes=component_axes,
+            dims=dims,
+            feature_names=feature_names,
+        )
+
     def init_to_value(self):
         """NumPyro init strategy that starts MCMC (e.g. NUTS) at the MAP."""
         from numpyro.infer import init_to_value
@@ -557,3 +606,279 @@ class MAPResult:
             f"converged={self.converged}, restarts={self.restarts['objective'].size}, "
             f"params=[{sites}])"
         )
+
+
+#: What ``sample_stats.lp`` and ``MAPResult.objective`` measure.
+OBJECTIVE_CONVENTION = (
+    "log joint (log likelihood + log prior) in the constrained parameters, NumPyro "
+    "log_density, no Jacobian"
+)
+
+
+def _site_dims(
+    name: str,
+    shape: tuple[int, ...],
+    component_axis: int | None,
+    n_features: int,
+) -> tuple[str, ...]:
+    """Default dims of a latent site: ``component``, ``feature``/``feature_bis``, else generic."""
+    dims: list[str] = []
+    feature_names = iter(("feature", "feature_bis"))
+    for axis, size in enumerate(shape):
+        if axis == component_axis:
+            dims.append("component")
+            continue
+        if size == n_features:
+            label = next(feature_names, None)
+            if label is not None:
+                dims.append(label)
+                continue
+        dims.append(f"{name}_dim_{axis}")
+    return tuple(dims)
+
+
+class PosteriorLayout(NamedTuple):
+    """How the latent sites of a fitted model are laid out in a DataTree.
+
+    Attributes
+    ----------
+    site_dims : dict
+        Site name -> dims of one draw (without ``chain``, ``draw``).
+    component_axes : dict
+        Site name -> component axis (or None), see :func:`numpyro_gmm.relabel.component_axes`.
+    features : list of str
+        Coordinates of ``feature`` / ``feature_bis``.
+    n_components : int
+    """
+
+    site_dims: dict[str, tuple[str, ...]]
+    component_axes: dict[str, int | None]
+    features: list[str]
+    n_components: int
+
+    @classmethod
+    def of(
+        cls,
+        result: MAPResult,
+        *,
+        component_axes: Mapping[str, int | None] | None = None,
+        dims: Mapping[str, Sequence[str]] | None = None,
+        feature_names: Sequence[str] | None = None,
+    ) -> PosteriorLayout:
+        """The layout of ``result``'s sites (see :func:`map_result_to_datatree`)."""
+        from numpyro_gmm.relabel import component_axes as find_component_axes
+
+        x = np.asarray(result.mixture.args[0])
+        n_features = 1 if x.ndim < 2 else int(x.shape[-1])
+        features = (
+            [f"x{i}" for i in range(n_features)]
+            if feature_names is None
+            else [str(f) for f in feature_names]
+        )
+        if len(features) != n_features:
+            raise ValueError(
+                f"feature_names has {len(features)} names; the data have {n_features}."
+            )
+        axes = find_component_axes(result, axes=component_axes)
+        site_dims = {
+            name: tuple(dims[name])
+            if dims and name in dims
+            else _site_dims(name, np.shape(value), axes[name], n_features)
+            for name, value in result.params.items()
+        }
+        for name, names in site_dims.items():
+            if len(names) != np.ndim(result.params[name]):
+                raise ValueError(
+                    f"dims[{name!r}] has {len(names)} names; the site has shape "
+                    f"{np.shape(result.params[name])}."
+                )
+        return cls(site_dims, axes, features, int(result.mixture.n_components))
+
+    def coords(self, dims: Sequence[str]) -> dict[str, Any]:
+        """Coordinates of the named dims that have them."""
+        coords: dict[str, Any] = {}
+        for dim in dims:
+            if dim == "component":
+                coords[dim] = np.arange(self.n_components)
+            elif dim in ("feature", "feature_bis"):
+                coords[dim] = self.features
+        return coords
+
+    def dataset(
+        self, values: Mapping[str, np.ndarray], attrs: Mapping[str, Any] | None = None
+    ) -> xr.Dataset:
+        """A posterior-like Dataset from arrays of shape ``(chain, draw, *site_shape)``."""
+        variables = {}
+        coords: dict[str, Any] = {}
+        for name, value in values.items():
+            array = np.asarray(value)
+            variables[name] = (("chain", "draw", *self.site_dims[name]), array)
+            coords.update(self.coords(self.site_dims[name]))
+            coords.update(chain=np.arange(array.shape[0]), draw=np.arange(array.shape[1]))
+        return xr.Dataset(variables, coords=coords, attrs=dict(attrs or {}))
+
+
+def map_result_to_datatree(
+    result: MAPResult,
+    *,
+    laplace_draws: int | None = None,
+    rng_key: Any = 0,
+    component_axes: Mapping[str, int | None] | None = None,
+    dims: Mapping[str, Sequence[str]] | None = None,
+    feature_names: Sequence[str] | None = None,
+) -> xr.DataTree:
+    """Convert a :class:`MAPResult` to an ArviZ 1.x ``xarray.DataTree``.
+
+    Groups (sample dims ``chain`` and ``draw``):
+
+    ``posterior``
+        One variable per latent site of the model, named after it, constrained values. The
+        component axis is named ``component`` (coords ``0..K-1``), axes of the data's size
+        ``D`` are ``feature`` then ``feature_bis``, others ``{site}_dim_{axis}``. Without
+        Laplace draws it is the MAP (``chain=1, draw=1``); with ``laplace_draws=S`` it holds
+        ``S`` draws (``chain=1, draw=S``).
+    ``log_likelihood``
+        Pointwise marginal log-likelihood ``log sum_k pi_k p_k(x_n)`` of each posterior
+        point, named after the observed site (e.g. ``obs``), over ``(chain, draw, obs_id)``.
+    ``sample_stats``
+        ``lp``: the log joint (:data:`OBJECTIVE_CONVENTION`). For the MAP also
+        ``converged`` and ``n_iter`` of the best restart; for Laplace draws also ``log_p``
+        (log joint plus log-Jacobian in the unconstrained space) and ``log_q`` (the Laplace
+        log density), the inputs of ``arviz.loo_approximate_posterior``.
+    ``map`` (only with Laplace draws)
+        The MAP itself, with the ``posterior`` layout and ``chain=1, draw=1``.
+    ``observed_data``
+        The data, named after the observed site, over ``obs_id`` (and ``feature``).
+    ``restarts``
+        ``objective``, ``n_iter`` and ``converged`` of every restart over ``restart``.
+    ``em_trace``
+        ``lower_bound`` over ``(restart, iteration)``: the per-sample log joint of the
+        parameters entering each iteration, NaN after a restart stopped.
+
+    Root attrs: ``method``, ``options`` (JSON), ``objective`` and its ``objective_convention``,
+    ``best_restart``, ``converged``, ``n_iter``, ``n_components``, ``mixture_site``,
+    ``model_style``, ``component_axes`` (JSON), the package version and, with draws, the
+    ``laplace_*`` settings.
+
+    Parameters
+    ----------
+    result : MAPResult
+    laplace_draws, rng_key, component_axes, dims, feature_names
+        See :meth:`MAPResult.to_datatree`.
+
+    Returns
+    -------
+    xarray.DataTree
+    """
+    mixture = result.mixture
+    x = np.asarray(mixture.args[0])
+    layout = PosteriorLayout.of(
+        result, component_axes=component_axes, dims=dims, feature_names=feature_names
+    )
+    axes, features = layout.component_axes, layout.features
+    k = mixture.n_components
+    obs_id = np.arange(x.shape[0])
+
+    def sample_dataset(values: Mapping[str, np.ndarray], n_draws: int) -> xr.Dataset:
+        return layout.dataset(
+            {
+                name: np.asarray(value).reshape(1, n_draws, *np.shape(result.params[name]))
+                for name, value in values.items()
+            },
+            attrs=group_attrs,
+        )
+
+    version = package_version()
+    created_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    group_attrs = _group_attrs(created_at, version)
+    sample_coords = {"chain": np.arange(1)}
+    best = int(
+        np.nanargmax(
+            np.where(
+                np.isfinite(result.restarts["objective"]), result.restarts["objective"], -np.inf
+            )
+        )
+    )
+    map_point = sample_dataset({n: np.asarray(v)[None] for n, v in result.params.items()}, 1)
+    site = mixture.mixture_site
+    groups: dict[str, xr.Dataset] = {}
+    root_attrs: dict[str, Any] = {
+        "method": result.method,
+        "options": _netcdf_attr(dict(result.options)),
+        "objective": float(result.objective),
+        "objective_convention": OBJECTIVE_CONVENTION,
+        "best_restart": best,
+        "converged": int(bool(result.restarts["converged"][best])),
+        "n_iter": int(result.restarts["n_iter"][best]),
+        "n_components": int(k),
+        "mixture_site": site,
+        "model_style": mixture.style,
+        "component_axes": _netcdf_attr(dict(axes)),
+        "numpyro_gmm_version": version,
+        **group_attrs,
+    }
+    if laplace_draws is None:
+        ll = result.score_samples(x)[None, None]
+        groups["posterior"] = map_point
+        groups["sample_stats"] = xr.Dataset(
+            {
+                "lp": (("chain", "draw"), np.array([[float(result.objective)]])),
+                "converged": (("chain", "draw"), np.array([[bool(root_attrs["converged"])]])),
+                "n_iter": (("chain", "draw"), np.array([[root_attrs["n_iter"]]], np.int64)),
+            },
+            coords={**sample_coords, "draw": np.arange(1)},
+            attrs=group_attrs,
+        )
+    else:
+        from numpyro_gmm.laplace import LAPLACE_CONVENTION, sample_laplace
+
+        draws = sample_laplace(result, laplace_draws, rng_key)
+        n_draws = int(laplace_draws)
+        ll = draws.log_likelihood[None]
+        groups["posterior"] = sample_dataset(draws.params, n_draws)
+        groups["map"] = map_point
+        stats = {"lp": draws.log_joint, "log_p": draws.log_p, "log_q": draws.log_q}
+        groups["sample_stats"] = xr.Dataset(
+            {name: (("chain", "draw"), value[None]) for name, value in stats.items()},
+            coords={**sample_coords, "draw": np.arange(n_draws)},
+            attrs=group_attrs,
+        )
+        root_attrs.update(
+            laplace_draws=n_draws,
+            laplace_convention=LAPLACE_CONVENTION,
+            laplace_center="mode",
+            laplace_clipped_eigenvalues=int(draws.approximation.n_clipped),
+        )
+    n_draws = ll.shape[1]
+    groups["log_likelihood"] = xr.Dataset(
+        {site: (("chain", "draw", "obs_id"), np.asarray(ll, np.float64))},
+        coords={**sample_coords, "draw": np.arange(n_draws), "obs_id": obs_id},
+        attrs=group_attrs,
+    )
+    observed_dims = ("obs_id",) if x.ndim == 1 else ("obs_id", "feature")
+    observed_coords: dict[str, Any] = {"obs_id": obs_id}
+    if x.ndim == 2:
+        observed_coords["feature"] = features
+    groups["observed_data"] = xr.Dataset(
+        {site: (observed_dims, x)},
+        coords=observed_coords,
+        attrs={k_: v for k_, v in group_attrs.items() if not k_.startswith("inference")},
+    )
+    restart = np.arange(np.size(result.restarts["objective"]))
+    groups["restarts"] = xr.Dataset(
+        {
+            "objective": (("restart",), np.asarray(result.restarts["objective"], np.float64)),
+            "n_iter": (("restart",), np.asarray(result.restarts["n_iter"], np.int64)),
+            "converged": (("restart",), np.asarray(result.restarts["converged"], bool)),
+        },
+        coords={"restart": restart},
+        attrs=group_attrs,
+    )
+    trace = np.asarray(result.trace, np.float64)
+    trace = trace.reshape(restart.size, -1) if trace.size else np.empty((restart.size, 0))
+    groups["em_trace"] = xr.Dataset(
+        {"lower_bound": (("restart", "iteration"), trace)},
+        coords={"restart": restart, "iteration": np.arange(1, trace.shape[1] + 1)},
+        attrs={**group_attrs, "units": "per-sample log joint"},
+    )
+    return xr.DataTree.from_dict({"/": xr.Dataset(attrs=root_attrs), **groups})

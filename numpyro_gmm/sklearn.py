@@ -10,7 +10,9 @@ scikit-learn, all deliberate:
 - ``reg_covar`` must be positive;
 - computations run in float32 unless JAX's x64 mode is on
   (``jax.config.update("jax_enable_x64", True)``), as everywhere in JAX;
-- ``verbose`` progress goes to stderr, every ``verbose_interval`` iterations.
+- ``verbose`` progress goes to stderr, every ``verbose_interval`` iterations;
+- ``devices`` runs the fit data-parallel over several devices (rows sharded, sufficient
+  statistics summed across devices; same result up to float reassociation).
 """
 
 import inspect
@@ -28,6 +30,7 @@ from numpyro_gmm.mixture.params import (
     precisions_from_precisions_cholesky,
 )
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
+from numpyro_gmm.parallel import data_mesh
 from numpyro_gmm.validation import (
     check_data,
     check_initial_values,
@@ -100,6 +103,9 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         ``merge_radius``).
     prior : GaussianMixturePrior, optional
         Conjugate priors; with them ``fit`` finds the MAP (the posterior mode).
+    devices : int, sequence of devices, jax Mesh or None, default=None
+        ``None``: one device. Otherwise fit data-parallel over these devices (an int ``n``:
+        the first ``n`` of ``jax.devices()``); see :func:`numpyro_gmm.parallel.data_mesh`.
 
     Attributes
     ----------
@@ -146,6 +152,7 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         method: str = "em",
         method_options: dict | None = None,
         prior: GaussianMixturePrior | None = None,
+        devices=None,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -164,6 +171,7 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         self.method = method
         self.method_options = method_options
         self.prior = prior
+        self.devices = devices
 
     # -- scikit-learn estimator protocol -------------------------------------------------
 
@@ -266,6 +274,7 @@ class GaussianMixture(*_ESTIMATOR_BASES):
             prior=prior,
             progress_interval=self.verbose_interval if self.verbose else None,
             options=self.method_options,
+            mesh=None if self.devices is None else data_mesh(self.devices),
         )
         self._store(outcome.fit, x.shape[1])
         self.method_results_ = outcome.extras

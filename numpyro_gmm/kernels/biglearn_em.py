@@ -125,7 +125,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from numpyro_gmm._types import Array, CovarianceType, PRNGKey
-from numpyro_gmm.mixture.chunking import chunked_sum
+from numpyro_gmm.mixture.chunking import chunked_sum, n_rows
 from numpyro_gmm.mixture.estep import component_log_prob, sufficient_statistics
 from numpyro_gmm.mixture.params import (
     GMMParams,
@@ -342,7 +342,7 @@ def _marginal_statistics(
     )
     stats = sufficient_statistics(y * maskf, masked, "full", chunk_size)
     n_unselected = n_features - jnp.sum(maskf)
-    correction = 0.5 * n_unselected * math.log(2 * math.pi) * y.shape[0]
+    correction = 0.5 * n_unselected * math.log(2 * math.pi) * n_rows(y)
     return stats, stats.log_likelihood + correction
 
 
@@ -389,7 +389,7 @@ def matching_update(
     marginal_log_likelihood : Array, shape ()
         Log-likelihood of the entering parameters on the matched marginal.
     """
-    n_samples, n_features = x.shape
+    n_samples, n_features = n_rows(x), x.shape[1]
     n_components = state.params.weights.shape[0]
     dtype = x.dtype
     chunk_size = n_samples if chunk_size is None else chunk_size

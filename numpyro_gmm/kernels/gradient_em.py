@@ -59,7 +59,7 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_gmm._types import Array, CovarianceType, PRNGKey
-from numpyro_gmm.mixture.chunking import chunked_sum
+from numpyro_gmm.mixture.chunking import chunked_sum, n_rows
 from numpyro_gmm.mixture.estep import SufficientStats, sufficient_statistics
 from numpyro_gmm.mixture.mstep import m_step
 from numpyro_gmm.mixture.params import (
@@ -225,7 +225,7 @@ def build_kernel(
     ) -> tuple[GradientEMState, GradientEMInfo]:
         del rng_key  # deterministic (full batch); the key keeps one signature for all kernels.
         params = state.params
-        n_samples = x.shape[0]
+        n_samples = n_rows(x)
         if fast_path:
             stats = spherical_mean_statistics(x, params, chunk_size)
         else:

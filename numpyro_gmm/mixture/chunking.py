@@ -4,10 +4,22 @@ EM's sufficient statistics are sums over rows, so they can be accumulated chunk 
 peak memory then depends on the chunk size, not on ``N``. The last chunk is taken at a
 clamped offset (it overlaps the previous one) and the overlapping rows get weight zero, so
 the data array is never padded or copied.
+
+**Data parallelism.** Every reduction over data rows in the package goes through
+:func:`chunked_sum`, so it is the one place that knows how the rows are laid out. Inside
+:func:`sharded_rows` (entered by the data-parallel programs of :mod:`numpyro_gmm.fitting`,
+inside ``jax.shard_map``), ``x`` is one device's block of a row-sharded array: each device
+sums its own block chunk by chunk, rows past the global ``n_samples`` (the padding that makes
+``N`` a multiple of the device count) get weight zero, ``row_index`` is the global row number,
+and one ``lax.psum`` over the mesh axis gives every device the global sums. The result equals
+the single-device sum up to the order of floating-point additions.
 """
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -15,17 +27,99 @@ from jax import lax
 
 from numpyro_gmm._types import Array
 
-__all__ = ["default_chunk_size", "chunked_sum"]
+__all__ = ["default_chunk_size", "chunked_sum", "n_rows", "sharded_rows", "RowLayout"]
 
 # Aim for per-chunk temporaries of roughly this many elements of the (K, C, D) tensor.
 _TARGET_CHUNK_ELEMENTS = 1 << 20
 _MIN_CHUNK_ROWS = 256
 
 
+class RowLayout(NamedTuple):
+    """How the rows seen by :func:`chunked_sum` relate to the whole data set.
+
+    Attributes
+    ----------
+    axis_name : str
+        Mesh axis the rows are sharded over (a ``shard_map`` axis).
+    n_samples : int
+        Number of real rows of the global array; rows at or past it are padding.
+    """
+
+    axis_name: str
+    n_samples: int
+
+
+# Set only while a shard_map body is traced: static configuration, never a traced value.
+_LAYOUT: contextvars.ContextVar[RowLayout | None] = contextvars.ContextVar(
+    "numpyro_gmm_row_layout", default=None
+)
+
+
+@contextlib.contextmanager
+def sharded_rows(axis_name: str, n_samples: int) -> Iterator[RowLayout]:
+    """Trace the enclosed code with ``x`` being one device's block of row-sharded data.
+
+    Use it inside the function given to ``jax.shard_map`` (around the code that is traced,
+    not around a call of an already jitted function, whose cache does not see it).
+    """
+    layout = RowLayout(axis_name, int(n_samples))
+    token = _LAYOUT.set(layout)
+    try:
+        yield layout
+    finally:
+        _LAYOUT.reset(token)
+
+
+def n_rows(x: Array) -> int:
+    """Number of real data rows: ``x.shape[0]``, or the global count inside :func:`sharded_rows`."""
+    layout = _LAYOUT.get()
+    return x.shape[0] if layout is None else layout.n_samples
+
+
 def default_chunk_size(n_samples: int, n_components: int, n_features: int) -> int:
     """Rows per chunk so that the ``(K, chunk, D)`` temporaries stay around a few MB."""
     rows = max(_MIN_CHUNK_ROWS, _TARGET_CHUNK_ELEMENTS // max(1, n_components * n_features))
     return int(min(n_samples, rows))
+
+
+def _local_sum[Sums](
+    chunk_fn: Callable[[Array, Array, Array], Sums],
+    x: Array,
+    chunk_size: int,
+    first_row: Array | int,
+    n_samples: int | None,
+    axis_name: str | None = None,
+) -> Sums:
+    """Chunked sum over the rows of ``x``, whose first row has global number ``first_row``;
+    rows numbered ``n_samples`` or more (padding) get weight zero (``None``: no padding)."""
+    local_rows = x.shape[0]
+    chunk_size = min(chunk_size, local_rows)
+
+    def weights_of(valid: Array, row_index: Array) -> Array:
+        if n_samples is not None:
+            valid = valid & (row_index < n_samples)
+        return valid.astype(x.dtype)
+
+    if chunk_size == local_rows:
+        row_index = first_row + jnp.arange(local_rows)
+        return chunk_fn(x, weights_of(jnp.ones(local_rows, bool), row_index), row_index)
+    n_chunks = math.ceil(local_rows / chunk_size)
+    offsets = jnp.arange(chunk_size)
+
+    def body_fn(chunk: Array, totals: Sums) -> Sums:
+        nominal_start = chunk * chunk_size
+        start = jnp.minimum(nominal_start, local_rows - chunk_size)
+        rows = lax.dynamic_slice_in_dim(x, start, chunk_size)
+        local_index = start + offsets
+        row_index = first_row + local_index
+        weights = weights_of(local_index >= nominal_start, row_index)
+        return jax.tree.map(jnp.add, totals, chunk_fn(rows, weights, row_index))
+
+    shapes = jax.eval_shape(chunk_fn, x[:chunk_size], jnp.ones(chunk_size, x.dtype), offsets)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    if axis_name is not None:  # the per-device partial sums differ across the mesh axis
+        zeros = jax.tree.map(lambda z: lax.pcast(z, (axis_name,), to="varying"), zeros)
+    return lax.fori_loop(0, n_chunks, body_fn, zeros)
 
 
 def chunked_sum[Sums](
@@ -38,30 +132,21 @@ def chunked_sum[Sums](
     chunk_fn : callable
         ``chunk_fn(x_chunk, weights, row_index) -> pytree of sums`` where ``x_chunk`` has
         shape ``(chunk_size, D)``, ``weights`` (chunk_size,) is 1 for rows that belong to
-        this chunk and 0 for rows already counted, and ``row_index`` holds the global row
-        numbers. Every returned leaf must already be weighted by ``weights``.
+        this chunk and 0 for rows already counted (or padding), and ``row_index`` holds the
+        global row numbers. Every returned leaf must already be weighted by ``weights``.
     x : Array, shape (N, D)
+        The data, or inside :func:`sharded_rows` this device's block of them.
     chunk_size : int
         Static number of rows per chunk; ``chunk_size >= N`` means a single pass.
 
     Returns
     -------
-    The leaf-wise sum over all rows, with the structure of ``chunk_fn``'s output.
+    The leaf-wise sum over all rows (over every device's rows inside :func:`sharded_rows`),
+    with the structure of ``chunk_fn``'s output.
     """
-    n_samples = x.shape[0]
-    if chunk_size >= n_samples:
-        return chunk_fn(x, jnp.ones(n_samples, x.dtype), jnp.arange(n_samples))
-    n_chunks = math.ceil(n_samples / chunk_size)
-    offsets = jnp.arange(chunk_size)
-
-    def body_fn(chunk: Array, totals: Sums) -> Sums:
-        nominal_start = chunk * chunk_size
-        start = jnp.minimum(nominal_start, n_samples - chunk_size)
-        rows = lax.dynamic_slice_in_dim(x, start, chunk_size)
-        row_index = start + offsets
-        weights = (row_index >= nominal_start).astype(x.dtype)
-        return jax.tree.map(jnp.add, totals, chunk_fn(rows, weights, row_index))
-
-    shapes = jax.eval_shape(chunk_fn, x[:chunk_size], jnp.ones(chunk_size, x.dtype), offsets)
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    return lax.fori_loop(0, n_chunks, body_fn, zeros)
+    layout = _LAYOUT.get()
+    if layout is None:
+        return _local_sum(chunk_fn, x, chunk_size, 0, None)
+    first_row = lax.axis_index(layout.axis_name) * x.shape[0]
+    local = _local_sum(chunk_fn, x, chunk_size, first_row, layout.n_samples, layout.axis_name)
+    return lax.psum(local, layout.axis_name)

@@ -26,6 +26,8 @@ __all__ = [
     "SufficientStats",
     "component_log_prob",
     "log_prob_from_differences",
+    "chunk_statistics",
+    "recentre",
     "sufficient_statistics",
     "statistics_from_responsibilities",
 ]
@@ -113,6 +115,27 @@ def _chunk_statistics(
     )
 
 
+def chunk_statistics(
+    rows: Array, row_weights: Array, params: GMMParams, covariance_type: CovarianceType
+) -> SufficientStats:
+    """E-step and sufficient statistics of one block of rows, centred at ``params.means``.
+
+    ``row_weights`` (C,) multiplies every row's contribution (0 for padding rows). This is
+    the per-chunk body of :func:`sufficient_statistics`, also used on its own by streaming
+    EM (:mod:`numpyro_gmm.streaming`), whose chunks come from outside the device.
+    """
+    differences = _differences(rows, params.means)
+    log_prob = (
+        log_prob_from_differences(differences, params.precisions_cholesky, covariance_type)
+        + jnp.log(params.weights)[:, None]
+    )
+    log_norm = jax.nn.logsumexp(log_prob, axis=0)
+    responsibilities = jnp.exp(log_prob - log_norm) * row_weights
+    return _chunk_statistics(
+        responsibilities, differences, jnp.sum(row_weights * log_norm), covariance_type
+    )
+
+
 def sufficient_statistics(
     x: Array,
     params: GMMParams,
@@ -124,22 +147,39 @@ def sufficient_statistics(
     Responsibilities are computed in log space (``logsumexp``) and never materialized
     for more than one chunk of rows at a time.
     """
-    log_weights = jnp.log(params.weights)
 
     def chunk_fn(rows: Array, row_weights: Array, row_index: Array) -> SufficientStats:
         del row_index
-        differences = _differences(rows, params.means)
-        log_prob = (
-            log_prob_from_differences(differences, params.precisions_cholesky, covariance_type)
-            + log_weights[:, None]
-        )
-        log_norm = jax.nn.logsumexp(log_prob, axis=0)
-        responsibilities = jnp.exp(log_prob - log_norm) * row_weights
-        return _chunk_statistics(
-            responsibilities, differences, jnp.sum(row_weights * log_norm), covariance_type
-        )
+        return chunk_statistics(rows, row_weights, params, covariance_type)
 
     return chunked_sum(chunk_fn, x, chunk_size)
+
+
+def recentre(
+    stats: SufficientStats, old_shift: Array, new_shift: Array, covariance_type: CovarianceType
+) -> SufficientStats:
+    """The same sums centred at ``new_shift`` instead of ``old_shift``.
+
+    With ``d_k = c_k - c'_k``: ``S1' = S1 + N d``, ``S2' = S2 + S1 d^T + d S1^T + N d d^T``
+    (its diagonal for diag / spherical, summed over components for tied). Used to average
+    statistics gathered at different parameters (stepwise EM).
+    """
+    delta = old_shift - new_shift
+    counts = stats.counts
+    first = stats.first + counts[:, None] * delta
+    if covariance_type in ("full", "tied"):
+        cross = stats.first[:, :, None] * delta[:, None, :]
+        per_component = (
+            cross
+            + jnp.swapaxes(cross, -1, -2)
+            + counts[:, None, None] * delta[:, :, None] * delta[:, None, :]
+        )
+        if covariance_type == "tied":
+            per_component = jnp.sum(per_component, axis=0)
+        second = stats.second + per_component
+    else:
+        second = stats.second + 2.0 * stats.first * delta + counts[:, None] * delta**2
+    return SufficientStats(counts, first, second, stats.log_likelihood)
 
 
 def statistics_from_responsibilities(
