@@ -515,6 +515,13 @@ def _run_fit(args: argparse.Namespace) -> int:
     if n < 2:
         raise CLIError(f"{source} has only {n} row; a mixture fit needs at least 2")
 
+    from numpyro_gmm.validation import check_reg_covar_scale
+
+    try:
+        check_reg_covar_scale(x, args.reg_covar, name=source)
+    except ValueError as err:
+        raise CLIError(str(err).replace("lower reg_covar", "lower --reg-covar")) from None
+
     progress(
         f"fitting {args.components} components ({args.covariance_type}, method={args.method}) "
         f"to {n} rows x {d} columns from {source}"
@@ -558,7 +565,16 @@ def _run_fit(args: argparse.Namespace) -> int:
                 print(f"{PROG}: warning: {msg}", file=sys.stderr, flush=True)
 
         weights = np.asarray(gm.weights_, dtype=np.float64)
-        means = np.asarray(gm.means_, dtype=np.float64).reshape(args.components, d)
+        # Gradient EM prunes and merges: it may return another number of components.
+        n_found = weights.shape[0]
+        if n_found != args.components:
+            print(
+                f"{PROG}: warning: method {args.method} found {n_found} components where "
+                f"{args.components} were asked for; the output has {n_found}",
+                file=sys.stderr,
+                flush=True,
+            )
+        means = np.asarray(gm.means_, dtype=np.float64).reshape(n_found, d)
         covariances = np.asarray(gm.covariances_, dtype=np.float64)
         lower_bounds = np.asarray(getattr(gm, "lower_bounds_", []), dtype=np.float64)
     finally:
@@ -567,44 +583,22 @@ def _run_fit(args: argparse.Namespace) -> int:
 
             jax.config.update("jax_enable_x64", x64_before)
 
-    from numpyro_gmm.results import gmm_to_datatree, pointwise_log_likelihood, write_datatree_atomic
+    from numpyro_gmm.results import pointwise_log_likelihood, write_datatree_atomic
 
-    objective = getattr(gm, "objective_", None)
-    if objective is None:
-        objective = float(
-            np.sum(pointwise_log_likelihood(x, weights, means, covariances, args.covariance_type))
+    try:
+        objective = getattr(gm, "objective_", None)
+        if objective is None:
+            objective = np.sum(
+                pointwise_log_likelihood(x, weights, means, covariances, args.covariance_type)
+            )
+        objective = float(objective)
+        dt = _to_datatree(
+            gm, args, x, names, source, (weights, means, covariances), lower_bounds, objective
         )
-    objective = float(objective)
-
-    dt = gmm_to_datatree(
-        weights=weights,
-        means=means,
-        covariances=covariances,
-        covariance_type=args.covariance_type,
-        lower_bounds=lower_bounds,
-        converged=bool(gm.converged_),
-        n_iter=int(gm.n_iter_),
-        objective=objective,
-        x=x,
-        feature_names=names,
-        attrs={
-            "method": args.method,
-            "data_source": source,
-            "n_init": args.n_init,
-            "init_params": args.init_params,
-            "max_iter": args.max_iter,
-            "tol": args.tol,
-            "reg_covar": args.reg_covar,
-            "random_state": args.random_state,
-            "x64": bool(args.x64),
-            "objective_convention": (
-                "sample_stats.lp is the total log-likelihood of the data at the fitted "
-                "parameters (sum over rows); em_trace.lower_bound is the per-iteration "
-                "objective trace of the best initialization as reported by the estimator"
-            ),
-            "command": " ".join([PROG, "fit", *_argv_for_attrs(args)]),
-        },
-    )
+    except ValueError as err:
+        # The fitted parameters are checked before they are saved (e.g. a covariance that
+        # is not positive definite in float64): a failed fit, not an internal error.
+        raise CLIError(f"the fit failed: {str(err).strip().splitlines()[0]}") from None
     write_datatree_atomic(dt, out_path)
     progress(f"wrote {out_path}")
 
@@ -633,6 +627,58 @@ def _run_fit(args: argparse.Namespace) -> int:
     print(_format_summary(gm, names, source, x, objective, args))
     print(f"wrote: {out_path}" + (f", {plot_path}" if plot_path is not None else ""))
     return 0
+
+
+def _to_datatree(
+    gm: Any,
+    args: argparse.Namespace,
+    x: np.ndarray,
+    names: list[str],
+    source: str,
+    params: tuple[np.ndarray, np.ndarray, np.ndarray],
+    lower_bounds: np.ndarray,
+    objective: float,
+) -> Any:
+    """The fit as an ArviZ-style DataTree, with the command line's options as attributes.
+
+    Raises
+    ------
+    ValueError
+        If the fitted parameters are invalid (e.g. a covariance that is not positive
+        definite).
+    """
+    from numpyro_gmm.results import gmm_to_datatree
+
+    weights, means, covariances = params
+    return gmm_to_datatree(
+        weights=weights,
+        means=means,
+        covariances=covariances,
+        covariance_type=args.covariance_type,
+        lower_bounds=lower_bounds,
+        converged=bool(gm.converged_),
+        n_iter=int(gm.n_iter_),
+        objective=objective,
+        x=x,
+        feature_names=names,
+        attrs={
+            "method": args.method,
+            "data_source": source,
+            "n_init": args.n_init,
+            "init_params": args.init_params,
+            "max_iter": args.max_iter,
+            "tol": args.tol,
+            "reg_covar": args.reg_covar,
+            "random_state": args.random_state,
+            "x64": bool(args.x64),
+            "objective_convention": (
+                "sample_stats.lp is the total log-likelihood of the data at the fitted "
+                "parameters (sum over rows); em_trace.lower_bound is the per-iteration "
+                "objective trace of the best initialization as reported by the estimator"
+            ),
+            "command": " ".join([PROG, "fit", *_argv_for_attrs(args)]),
+        },
+    )
 
 
 def _argv_for_attrs(args: argparse.Namespace) -> list[str]:

@@ -16,27 +16,31 @@ Restarts run as one vmapped program and the best (highest log joint) is returned
 restart's objective is kept.
 """
 
+import warnings
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.distributions import constraints
 
 from numpyro_gmm import driver
-from numpyro_gmm.fitting import InitialValues
+from numpyro_gmm.fitting import ConvergenceWarning, InitialValues
 from numpyro_gmm.kernels import em as em_kernel
 from numpyro_gmm.methods import run_method
 from numpyro_gmm.mixture.init import kmeans_plusplus_indices, random_from_data_indices
 from numpyro_gmm.mixture.params import precisions_cholesky_from_covariances
 from numpyro_gmm.numpyro_bridge import MixtureModel, UnsupportedModelError, read_model
 from numpyro_gmm.numpyro_bridge.conjugate import ConjugateMixture, match_conjugate
+from numpyro_gmm.numpyro_bridge.reader import unwrap
 from numpyro_gmm.results import MAPResult
 from numpyro_gmm.validation import (
     check_data,
     check_n_samples,
     check_options,
+    check_reg_covar_scale,
     to_device,
     working_dtype,
 )
@@ -144,10 +148,8 @@ class EM(_MAPKernel):
 
     def run(self, rng_key, x, num_restarts: int, model_args=(), model_kwargs=None) -> MAPResult:
         """Fit ``num_restarts`` restarts and return the best as a :class:`MAPResult`."""
-        model_kwargs = model_kwargs or {}
         x = _check_observations(x)
-        mixture = read_model(self.model, x, *model_args, **model_kwargs)
-        check_n_samples(x.shape[0], mixture.n_components)
+        mixture = _read_mixture(self.model, x, model_args, model_kwargs)
         conjugate = None if self.m_step == "generalized" else match_conjugate(mixture)
         if conjugate is None and self.m_step == "closed_form":
             raise ValueError(
@@ -210,13 +212,20 @@ class EM(_MAPKernel):
         run_states = program(keys, unconstrained, data, jnp.asarray(self.tol, data[0].dtype))
         finals = jax.vmap(mixture.constrain)(run_states.kernel_state.params)
         objectives = np.asarray(jax.vmap(mixture.log_joint)(finals))
-        failed = np.asarray(run_states.failed) | ~np.isfinite(objectives)
+        # A restart whose parameters overflow (e.g. a scale to inf on a component with ~0
+        # weight) can keep a finite objective: it failed all the same.
+        finite_params = np.all(
+            [np.isfinite(np.reshape(v, (len(keys), -1))).all(axis=1) for v in finals.values()],
+            axis=0,
+        )
+        failed = np.asarray(run_states.failed) | ~np.isfinite(objectives) | ~finite_params
         if failed.all():
             raise ValueError(
                 "Every restart of generalized EM produced non-finite parameters. Check the "
                 "model's priors and supports, scale the data, or pass initial_values."
             )
         best = int(np.argmax(np.where(failed, -np.inf, objectives)))
+        _warn_generalized(failed, np.asarray(run_states.converged)[best], self.max_iter)
         params = {name: np.asarray(value[best]) for name, value in finals.items()}
         return MAPResult.from_fit(
             mixture,
@@ -307,6 +316,68 @@ def _component_location_site(mixture: MixtureModel, trace) -> str | None:
     return None
 
 
+def _warn_generalized(failed: np.ndarray, best_converged: bool, max_iter: int) -> None:
+    """The warnings the closed-form engine gives, for generalized EM's restarts."""
+    if failed.any():
+        warnings.warn(
+            f"{int(failed.sum())} of {failed.size} restarts of generalized EM stopped with "
+            "non-finite parameters and were left out. Scale the data, check the priors, or "
+            "pass initial_values.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
+    if max_iter > 0 and not best_converged:
+        warnings.warn(
+            "Best performing initialization did not converge. Increase max_iter, or "
+            "num_restarts, or check for degenerate data.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
+
+
+def _read_mixture(model, x, model_args, model_kwargs) -> MixtureModel:
+    """Locate the mixture of ``model(x, ...)`` and check that its MAP can exist.
+
+    Refused: a distribution with invalid parameters (NumPyro's own check, or a non-finite log
+    density at a draw from the prior when validation is off), and a Dirichlet prior with a
+    concentration below 1, whose density is unbounded, so that no MAP exists.
+    """
+    spec = getattr(model, "spec", None)  # a builder model knows K before it is traced
+    if spec is not None and hasattr(spec, "n_components"):
+        check_n_samples(x.shape[0], spec.n_components)
+    try:
+        mixture = read_model(model, x, *model_args, **(model_kwargs or {}))
+    except ValueError as error:
+        if "got invalid" not in str(error):
+            raise
+        raise ValueError(
+            f"Running the model failed: {error} Give every distribution in the model finite "
+            "parameters in their valid range."
+        ) from error
+    check_n_samples(x.shape[0], mixture.n_components)
+    trace = handlers.trace(handlers.seed(mixture.model, 0)).get_trace(
+        *mixture.args, **mixture.kwargs
+    )
+    for name in mixture.latent_sites:
+        site = trace[name]
+        if not np.isfinite(np.sum(np.asarray(site["fn"].log_prob(site["value"])))):
+            raise ValueError(
+                f"The prior of site {name!r} has a non-finite log density at a draw from "
+                "the model: give its distribution finite parameters in their valid range."
+            )
+        fn = unwrap(site["fn"])
+        if isinstance(fn, dist.Dirichlet) and np.min(np.asarray(fn.concentration)) < 1.0:
+            raise ValueError(
+                f"The prior of site {name!r} is a Dirichlet with concentration "
+                f"{float(np.min(np.asarray(fn.concentration))):g} < 1: its density is "
+                "unbounded at the edge of the simplex, so the MAP does not exist. Use a "
+                "concentration >= 1 for MAP fitting (1 is flat, e.g. "
+                "gaussian_mixture(..., weight_concentration=1.0)), or sample the model with "
+                "NUTS."
+            )
+    return mixture
+
+
 def _check_observations(x) -> np.ndarray:
     array = check_data(x, allow_1d=True)
     array = array.astype(working_dtype(array.dtype), copy=False)
@@ -339,6 +410,7 @@ def _fit_conjugate(
 ) -> MAPResult:
     """Run an array method on a conjugate model with its priors; map back to the sites."""
     xm = x if x.ndim == 2 else x[:, None]
+    check_reg_covar_scale(xm, kernel.reg_covar)
     outcome = run_method(
         method,
         to_device(xm),
@@ -386,11 +458,25 @@ class _ConjugateMethod(_MAPKernel):
         super().__init__(
             model, max_iter=max_iter, tol=tol, reg_covar=reg_covar, init_params=init_params
         )
+        em_only = sorted({"initial_values", "m_step", "m_steps"} & set(method_options))
+        if em_only:
+            raise ValueError(
+                f"method={self.method!r} takes no {', '.join(em_only)}: it starts from its own "
+                "initializations (init_params). Use method='em' for these options."
+            )
+        for name, value in method_options.items():
+            # Method options are static configuration of the compiled program: JAX needs
+            # them hashable, and an array would otherwise fail deep inside the fit.
+            try:
+                hash(value)
+            except TypeError:
+                raise TypeError(
+                    f"Method option {name}={value!r} must be a number, a bool or a string."
+                ) from None
         self.method_options = method_options
 
     def _conjugate(self, x, model_args, model_kwargs):
-        mixture = read_model(self.model, x, *model_args, **(model_kwargs or {}))
-        check_n_samples(x.shape[0], mixture.n_components)
+        mixture = _read_mixture(self.model, x, model_args, model_kwargs)
         conjugate = match_conjugate(mixture)
         if conjugate is None:
             raise UnsupportedModelError(
@@ -451,6 +537,7 @@ class GradientEM(_ConjugateMethod):
         x = _check_observations(x)
         mixture, conjugate = self._conjugate(x, model_args, model_kwargs)
         xm = x if x.ndim == 2 else x[:, None]
+        check_reg_covar_scale(xm, self.reg_covar)
         options = {"learn_covariance": True, "polish_iter": 0, **self.method_options}
         outcome = run_method(
             "gradient_em",

@@ -25,10 +25,12 @@ covariance (``variance_rate`` the same per feature, or its mean for spherical),
 ``n_features``.
 """
 
+import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
@@ -62,6 +64,8 @@ class GaussianMixtureSpec(NamedTuple):
     def hyperparameters(self, x) -> dict[str, Any]:
         """Resolved hyperparameters for data ``x`` of shape (N, D) (or None)."""
         n_features = self.n_features if x is None else x.shape[-1]
+        if n_features is not None:
+            _check_feature_hyperparameters(self, n_features)
         if x is None and (
             self.mean_loc is None
             or n_features is None
@@ -98,6 +102,87 @@ class GaussianMixtureSpec(NamedTuple):
                 variance_rate=rate,
             )
         return hyper
+
+
+def _finite_array(value, name: str) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numeric, got {value!r}.") from None
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinity; give finite values.")
+    return array
+
+
+def _check_positive(value, name: str, hint: str) -> None:
+    if np.any(_finite_array(value, name) <= 0):
+        raise ValueError(f"{name} must be > 0, got {value!r}; {hint}")
+
+
+def _check_hyperparameters(spec: GaussianMixtureSpec) -> None:
+    """Hyperparameters that do not depend on the number of features, checked at build time."""
+    _check_positive(
+        spec.weight_concentration,
+        "weight_concentration",
+        "use 1 for a flat prior on the weights (>= 1 for MAP fitting).",
+    )
+    _check_positive(
+        spec.mean_precision, "mean_precision", "smaller values give a vaguer prior on the means."
+    )
+    _check_positive(
+        spec.variance_concentration,
+        "variance_concentration",
+        "the default 1 is weakly informative.",
+    )
+    if spec.variance_rate is not None:
+        _check_positive(
+            spec.variance_rate, "variance_rate", "it is a prior guess of the variances' scale."
+        )
+    if spec.mean_loc is not None:
+        _finite_array(spec.mean_loc, "mean_loc")
+    if spec.covariance_df is not None:
+        _finite_array(spec.covariance_df, "covariance_df")
+    if spec.covariance_scale is not None:
+        _finite_array(spec.covariance_scale, "covariance_scale")
+    if spec.n_features is not None and (
+        not isinstance(spec.n_features, numbers.Integral) or spec.n_features < 1
+    ):
+        raise ValueError(f"n_features must be an integer >= 1, got {spec.n_features!r}.")
+
+
+def _check_feature_hyperparameters(spec: GaussianMixtureSpec, n_features: int) -> None:
+    """Shapes and ranges of the user's hyperparameters once the number of features is known.
+
+    Only values given to the builder are checked (they are concrete); those derived from the
+    data are valid by construction.
+    """
+    d = n_features
+    if spec.mean_loc is not None and np.shape(spec.mean_loc) not in ((), (d,)):
+        raise ValueError(
+            f"mean_loc should be a scalar or have shape ({d},), got shape "
+            f"{np.shape(spec.mean_loc)}; give one prior mean per feature."
+        )
+    if spec.covariance_df is not None and not float(spec.covariance_df) > d - 1:
+        raise ValueError(
+            f"covariance_df must be > n_features - 1 = {d - 1} for an Inverse-Wishart prior, "
+            f"got {spec.covariance_df!r}; the default is n_features + 2 = {d + 2}."
+        )
+    if spec.covariance_scale is not None:
+        scale = np.asarray(spec.covariance_scale, dtype=float)
+        if scale.shape != (d, d):
+            raise ValueError(f"covariance_scale should have shape ({d}, {d}), got {scale.shape}.")
+        if not np.allclose(scale, scale.T) or np.any(np.linalg.eigvalsh(scale) <= 0):
+            raise ValueError(
+                "covariance_scale must be symmetric positive definite (e.g. a diagonal matrix "
+                "of prior variances)."
+            )
+    if spec.variance_rate is not None:
+        allowed = ((), (d,)) if spec.covariance_type == "diag" else ((),)
+        if np.shape(spec.variance_rate) not in allowed:
+            raise ValueError(
+                f"variance_rate should have shape {' or '.join(map(str, allowed))} for "
+                f"covariance_type={spec.covariance_type!r}, got {np.shape(spec.variance_rate)}."
+            )
 
 
 def _as_matrix(x):
@@ -146,6 +231,12 @@ def gaussian_mixture(
     callable
         ``model(x=None, n_samples=None)``; ``x`` of shape (N, D), or (N,) for D = 1. The
         builder's settings are in ``model.spec``.
+
+    Raises
+    ------
+    ValueError
+        For a non-finite or out-of-range hyperparameter (at build time), or one whose shape
+        does not fit the number of features (when the model first sees data).
     """
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(
@@ -165,6 +256,9 @@ def gaussian_mixture(
         variance_rate,
         n_features,
     )
+    _check_hyperparameters(spec)
+    if n_features is not None:
+        _check_feature_hyperparameters(spec, n_features)
 
     def model(x=None, n_samples: int | None = None):
         x = _as_matrix(x)

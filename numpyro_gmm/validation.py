@@ -15,6 +15,9 @@ from numpyro_gmm.mixture.init import INIT_METHODS
 __all__ = [
     "to_device",
     "check_data",
+    "feature_names",
+    "check_reg_covar_scale",
+    "check_float32_precision",
     "check_n_samples",
     "check_options",
     "check_initial_values",
@@ -40,12 +43,16 @@ def to_device(x: np.ndarray) -> jax.Array:
     return jax.device_put(np.ascontiguousarray(x), may_alias=True)
 
 
-def check_data(x, *, name: str = "X", allow_1d: bool = False) -> np.ndarray:
+def check_data(
+    x, *, name: str = "X", allow_1d: bool = False, check_precision: bool = True
+) -> np.ndarray:
     """Return ``x`` as a finite float array of shape (N, D).
 
     Accepts anything ``numpy.asarray`` understands (lists, pandas DataFrames, xarray
-    DataArrays). A 1-D input is a single feature when ``allow_1d``; otherwise it is refused
-    with the reshape hint scikit-learn gives.
+    DataArrays; integers and booleans are converted to float). A 1-D input is a single
+    feature when ``allow_1d``; otherwise it is refused with the reshape hint scikit-learn
+    gives. With ``check_precision``, data that would lose their information in JAX's default
+    float32 are refused (:func:`check_float32_precision`).
     """
     try:
         array = np.asarray(x)
@@ -82,12 +89,89 @@ def check_data(x, *, name: str = "X", allow_1d: bool = False) -> np.ndarray:
     finite = np.isfinite(array)
     if not finite.all():
         bad_rows = np.flatnonzero(~finite.all(axis=1))
-        kind = "NaN" if np.isnan(array).any() else "infinity"
+        row = int(bad_rows[0])
+        column = int(np.flatnonzero(~finite[row])[0])
+        names = feature_names(x)
+        where = f"column {names[column]!r}" if names is not None else f"column {column}"
+        kind = "NaN" if np.isnan(array[row, column]) else "infinity"
         raise ValueError(
-            f"{name} contains {kind} in {bad_rows.size} row(s) (first: {bad_rows[:5].tolist()}). "
-            "Remove or impute those rows before fitting."
+            f"{name} contains {kind} at row {row}, {where} ({bad_rows.size} row(s) with NaN or "
+            f"infinity; first: {bad_rows[:5].tolist()}). Remove or impute missing values "
+            "before fitting."
         )
+    if check_precision:
+        check_float32_precision(array, name=name)
     return array
+
+
+def feature_names(x) -> np.ndarray | None:
+    """Column names of a pandas DataFrame or of a 2-D xarray DataArray, else None.
+
+    As in scikit-learn, names are kept only when every column name is a string; the result
+    is an object array of the names (for ``feature_names_in_``). For a DataArray the names
+    are the coordinate values of its last dimension.
+    """
+    columns = getattr(x, "columns", None)
+    if columns is None and hasattr(x, "dims") and hasattr(x, "coords") and np.ndim(x) == 2:
+        last = x.dims[-1]
+        columns = x.coords[last].values if last in x.coords else None
+    if columns is None:
+        return None
+    names = list(columns)
+    if not names or not all(isinstance(n, str) for n in names):
+        return None
+    return np.asarray(names, dtype=object)
+
+
+def check_reg_covar_scale(x: np.ndarray, reg_covar: float, *, name: str = "X") -> None:
+    """Refuse a ``reg_covar`` that would dominate the data's spread.
+
+    ``reg_covar`` is added to every covariance diagonal in the data's own units, so EM is not
+    scale-equivariant: on data of spread 1e-8 the default 1e-6 swamps every covariance and
+    the fit describes the regularization rather than the data (all components alike, arbitrary
+    labels). This is refused when ``reg_covar`` exceeds a tenth of the smallest non-zero
+    per-feature variance of ``x``; constant features are exempt (their variance is
+    ``reg_covar`` by design).
+
+    Raises
+    ------
+    ValueError
+        Saying which feature is affected and how to rescale or which ``reg_covar`` to use.
+    """
+    variances = np.var(np.asarray(x, dtype=np.float64), axis=0)
+    spread = np.where(variances > 0, variances, np.inf)
+    feature = int(np.argmin(spread))
+    smallest = float(spread[feature])
+    if np.isfinite(smallest) and reg_covar > 0.1 * smallest:
+        raise ValueError(
+            f"reg_covar={reg_covar:g} is not small next to the variance {smallest:.3g} of "
+            f"feature {feature} of {name}: it would dominate the fitted covariances. Rescale "
+            f"the data (e.g. divide each column by its standard deviation) or lower reg_covar "
+            f"to at most {1e-6 * smallest:.3g}."
+        )
+
+
+def check_float32_precision(x: np.ndarray, *, name: str = "X") -> None:
+    """Refuse data that float32 cannot represent to a useful precision.
+
+    JAX computes in float32 unless x64 is enabled; a feature whose offset is large next to
+    its spread (e.g. timestamps, or values around 1e8 with unit spread) loses most of its
+    information in the conversion itself, before any fitting. This is refused when rounding
+    to float32 moves a value by more than 1% of its feature's standard deviation.
+    """
+    if working_dtype(x.dtype) != np.float32 or x.dtype == np.float32:
+        return
+    spread = np.std(x, axis=0)
+    error = np.max(np.abs(x - x.astype(np.float32).astype(np.float64)), axis=0)
+    lossy = np.flatnonzero((spread > 0) & (error > 0.01 * spread))
+    if lossy.size:
+        feature = int(lossy[0])
+        raise ValueError(
+            f"Feature {feature} of {name} (mean {np.mean(x[:, feature]):.6g}, standard "
+            f"deviation {spread[feature]:.3g}) cannot be represented in float32: rounding "
+            f"changes values by up to {error[feature]:.3g}. Subtract the column means before "
+            "fitting, or enable float64 with jax.config.update('jax_enable_x64', True)."
+        )
 
 
 def check_n_samples(n_samples: int, n_components: int) -> None:
@@ -164,7 +248,9 @@ def check_initial_values(
     """Validate user-supplied initial weights, means and precisions (scikit-learn's rules)."""
     weights = means = precisions = None
     if weights_init is not None:
-        weights = check_data(np.asarray(weights_init)[None], name="weights_init")[0]
+        weights = check_data(
+            np.asarray(weights_init)[None], name="weights_init", check_precision=False
+        )[0]
         _check_shape(weights, (n_components,), "weights_init")
         if (weights < 0).any() or (weights > 1).any():
             raise ValueError(
@@ -177,7 +263,7 @@ def check_initial_values(
                 f"sum(weights) = {weights.sum():.5f}."
             )
     if means_init is not None:
-        means = check_data(means_init, name="means_init")
+        means = check_data(means_init, name="means_init", check_precision=False)
         _check_shape(means, (n_components, n_features), "means_init")
     if precisions_init is not None:
         precisions = np.asarray(precisions_init, dtype=float)

@@ -25,7 +25,7 @@ import numpyro.distributions as dist
 from numpyro import handlers
 
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
-from numpyro_gmm.numpyro_bridge.reader import MixtureModel, _unwrap
+from numpyro_gmm.numpyro_bridge.reader import MixtureModel, unwrap
 
 __all__ = ["ConjugateMixture", "match_conjugate"]
 
@@ -83,8 +83,16 @@ def _require(condition) -> None:
 
 
 def _same(a, b) -> bool:
+    """Equal up to float32 rounding, relative to the values' own magnitude.
+
+    A fixed absolute tolerance would call every value of data on a 1e-8 scale "the same"
+    (and mismatch the sites), so the tolerance scales with the largest magnitude present.
+    """
     a, b = np.asarray(a, float), np.asarray(b, float)
-    return a.shape == b.shape and np.allclose(a, b, rtol=1e-5, atol=1e-8)
+    if a.shape != b.shape:
+        return False
+    magnitude = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)))
+    return bool(np.allclose(a, b, rtol=1e-5, atol=1e-8 * magnitude))
 
 
 def _components(fn, n_components):
@@ -119,14 +127,14 @@ def _site_with_value(trace, names, value, prior_type):
     for name in names:
         site_value = trace[name]["value"]
         if np.size(site_value) == np.size(value) and _same(np.ravel(site_value), np.ravel(value)):
-            if isinstance(_unwrap(trace[name]["fn"]), prior_type):
+            if isinstance(unwrap(trace[name]["fn"]), prior_type):
                 return name
     raise _NoMatch
 
 
 def _mean_prior(fn, n_components, n_features):
     """(m0 (K, D), prior covariance (K, D, D)) of the means' prior."""
-    fn = _unwrap(fn)
+    fn = unwrap(fn)
     if isinstance(fn, dist.MultivariateNormal):
         return (
             jnp.broadcast_to(fn.loc, (n_components, n_features)),
@@ -141,7 +149,7 @@ def _mean_prior(fn, n_components, n_features):
 
 def _read(mixture: MixtureModel, trace) -> tuple[ConjugateMixture, dict]:
     n_components = mixture.n_components
-    mix = _unwrap(trace[mixture.mixture_site]["fn"])
+    mix = unwrap(trace[mixture.mixture_site]["fn"])
     _require(isinstance(mix, dist.MixtureSameFamily))
     means, spread, kind = _components(mix.component_distribution, n_components)
     n_features = means.shape[-1]
@@ -149,8 +157,12 @@ def _read(mixture: MixtureModel, trace) -> tuple[ConjugateMixture, dict]:
     weights_site = _site_with_value(trace, latent, mix.mixing_distribution.probs, dist.Dirichlet)
     locs_site = _site_with_value(trace, latent, means, (dist.Normal, dist.MultivariateNormal))
     if kind == "matrix":
+        # Tied: one (D, D) covariance site shared by all components. With K = 1 a full
+        # covariance site has the same size, so the site's shape decides, not its size.
         if _same(spread, jnp.broadcast_to(spread[0], spread.shape)) and any(
-            np.size(trace[n]["value"]) == n_features**2 for n in latent
+            np.shape(trace[n]["value"]) == (n_features, n_features)
+            and isinstance(unwrap(trace[n]["fn"]), dist.InverseWishart)
+            for n in latent
         ):
             covariance_type, target = "tied", spread[0]
         else:
@@ -170,7 +182,7 @@ def _read(mixture: MixtureModel, trace) -> tuple[ConjugateMixture, dict]:
         covariance_site = _site_with_value(trace, latent, target, dist.InverseGamma)
     _require(set(latent) == {weights_site, locs_site, covariance_site})
 
-    alpha = _unwrap(trace[weights_site]["fn"]).concentration
+    alpha = unwrap(trace[weights_site]["fn"]).concentration
     _require(np.all(np.asarray(alpha) >= 1.0))
     mean_loc, mean_cov = _mean_prior(trace[locs_site]["fn"], n_components, n_features)
     _require(_same(mean_loc, jnp.broadcast_to(mean_loc[0], mean_loc.shape)))
@@ -182,7 +194,7 @@ def _read(mixture: MixtureModel, trace) -> tuple[ConjugateMixture, dict]:
     else:
         _require(_same(mean_cov, jnp.broadcast_to(mean_cov[0], mean_cov.shape)))
         hyper["mean_covariance"] = mean_cov[0]
-    cov_fn = _unwrap(trace[covariance_site]["fn"])
+    cov_fn = unwrap(trace[covariance_site]["fn"])
     if covariance_type in ("full", "tied"):
         scale = jnp.reshape(cov_fn.scale_matrix, (-1, n_features, n_features))
         _require(_same(scale, jnp.broadcast_to(scale[0], scale.shape)))

@@ -25,7 +25,7 @@ from numpyro import handlers
 from numpyro.distributions import transforms
 from numpyro.distributions.transforms import biject_to
 
-__all__ = ["UnsupportedModelError", "MixtureModel", "read_model"]
+__all__ = ["UnsupportedModelError", "MixtureModel", "read_model", "unwrap"]
 
 _WRAPPERS = (dist.ExpandedDistribution, dist.Independent, dist.MaskedDistribution)
 
@@ -34,14 +34,15 @@ class UnsupportedModelError(ValueError):
     """The model cannot be fitted; the message names the site and says why."""
 
 
-def _unwrap(fn):
+def unwrap(fn):
+    """The distribution inside NumPyro's wrappers (plates' expansion, ``to_event``, masks)."""
     while isinstance(fn, _WRAPPERS):
         fn = fn.base_dist
     return fn
 
 
 def _is_mixture(fn) -> bool:
-    return isinstance(_unwrap(fn), dist.MixtureSameFamily | dist.MixtureGeneral)
+    return isinstance(unwrap(fn), dist.MixtureSameFamily | dist.MixtureGeneral)
 
 
 def _is_enumerated(site) -> bool:
@@ -122,7 +123,7 @@ class MixtureModel(NamedTuple):
             return joint, self._log_prior_from_trace(trace)
         trace = self._trace(params, args)
         site = trace[self.mixture_site]
-        mixture = _unwrap(site["fn"])
+        mixture = unwrap(site["fn"])
         value = site["value"]
         log_probs = mixture.component_log_probs(value)
         log_probs = log_probs.reshape(-1, self.n_components)
@@ -196,14 +197,14 @@ def read_model(model: Callable, *args, **kwargs) -> MixtureModel:
     supports = {name: samples[name]["fn"].support for name in latent}
     if mixtures:
         name = mixtures[0]
-        mixture = _unwrap(samples[name]["fn"])
+        mixture = unwrap(samples[name]["fn"])
         style = "A" if isinstance(mixture, dist.MixtureSameFamily) else "B"
         return MixtureModel(
             model, args, kwargs, style, name, None, latent, int(mixture.mixture_size), supports
         )
     if enumerated:
         assignment = enumerated[0]
-        fn = _unwrap(samples[assignment]["fn"])
+        fn = unwrap(samples[assignment]["fn"])
         if not isinstance(fn, dist.CategoricalProbs | dist.CategoricalLogits):
             raise UnsupportedModelError(
                 f"The enumerated site {assignment!r} is a {type(fn).__name__}; the mixture "

@@ -1,0 +1,163 @@
+"""Faults of the command line: bad input, failed and interrupted writes, SIGINT.
+
+Input errors exit with status 2 and one line on stderr; a failure or an interruption
+(KeyboardInterrupt, SIGINT: status 130) during the fit or the write leaves no partial output
+and keeps an existing output file as it was.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from numpyro_gmm import cli
+
+OLD = b"previous result"
+
+
+@pytest.fixture
+def data_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-3, 1, (40, 2)), rng.normal(3, 1, (40, 2))])
+    path = tmp_path / "data.csv"
+    np.savetxt(path, x, delimiter=",", header="duration,waiting", comments="", fmt="%.10g")
+    return path
+
+
+def _main(argv, capsys):
+    capsys.readouterr()
+    status = cli.main([str(a) for a in argv])
+    return status, capsys.readouterr().err
+
+
+def _leftovers(directory) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.mark.parametrize(
+    ("make_input", "extra", "message"),
+    [
+        (lambda d: d / "missing.csv", [], r"data file '.*missing.csv' does not exist"),
+        (lambda d: d / "data.csv", ["--columns", "duration,nope"], r"column 'nope' not found"),
+        (lambda d: d / "bad.csv", ["--columns", "a,b"], r"non-numeric value 'abc' on line 3"),
+        (lambda d: d / "bad.csv", [], r"has a missing value on line 4"),
+        (lambda d: d / "data.csv", ["--reg-covar", "100"], r"reg_covar=100 is not small"),
+    ],
+    ids=["missing-file", "missing-column", "non-numeric", "missing-cell", "reg-covar-too-big"],
+)
+def test_input_errors_exit_2_with_one_line(tmp_path, capsys, data_csv, make_input, extra, message):
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\nabc,3\n4,\n5,6\n", encoding="utf-8")
+    out = tmp_path / "fit.nc"
+    status, err = _main(["fit", make_input(tmp_path), *extra, "--out", out, "--no-plot"], capsys)
+    assert status == 2
+    lines = [line for line in err.splitlines() if "note:" not in line]
+    assert len(lines) == 1 and lines[0].startswith("numpyro-gmm: error: "), err
+    assert re.search(message, lines[0]), err
+    assert not out.exists()
+
+
+class _StubMixture:
+    """Stands in for GaussianMixture where a test is about the writing, not the fit."""
+
+    def __init__(self, n_components, **_):
+        self.n_components = n_components
+
+    def fit(self, x):
+        k, d = self.n_components, x.shape[1]
+        self.weights_ = np.full(k, 1.0 / k)
+        self.means_ = x[:k].copy()
+        self.covariances_ = np.eye(d)[None].repeat(k, 0)
+        self.converged_, self.n_iter_, self.lower_bounds_ = True, 1, [-1.0]
+        return self
+
+    def predict(self, x):
+        return np.zeros(len(x), dtype=int)
+
+
+class _Interrupting(_StubMixture):
+    def fit(self, x):
+        raise KeyboardInterrupt
+
+
+def _partial_then(exception):
+    """A DataTree.to_netcdf that writes half a file, then fails with ``exception``."""
+
+    def to_netcdf(self, path, *args, **kwargs):
+        with open(path, "wb") as fh:
+            fh.write(b"\x89HDF\r\n\x1a\n partial")
+        raise exception
+
+    return to_netcdf
+
+
+@pytest.mark.parametrize(
+    ("where", "status", "message"),
+    [
+        ("fit", 130, "numpyro-gmm: interrupted"),
+        ("write", 130, "numpyro-gmm: interrupted"),
+        ("write-oserror", 2, "numpyro-gmm: error: cannot write"),
+        ("plot", 130, "numpyro-gmm: interrupted"),
+    ],
+)
+def test_failure_or_interrupt_leaves_no_partial_output(
+    tmp_path, capsys, monkeypatch, data_csv, where, status, message
+):
+    out, png = tmp_path / "fit.nc", tmp_path / "fit.png"
+    out.write_bytes(OLD)
+    png.write_bytes(OLD)
+    monkeypatch.setattr(
+        cli, "_estimator_class", lambda: _Interrupting if where == "fit" else _StubMixture
+    )
+    if where == "write":
+        monkeypatch.setattr(xr.DataTree, "to_netcdf", _partial_then(KeyboardInterrupt()))
+    if where == "write-oserror":
+        error = OSError(28, "No space left on device")
+        monkeypatch.setattr(xr.DataTree, "to_netcdf", _partial_then(error))
+    if where == "plot":
+        from matplotlib.figure import Figure
+
+        monkeypatch.setattr(Figure, "savefig", _partial_then(KeyboardInterrupt()))
+    status_, err = _main(["fit", data_csv, "--out", out, "--plot", png, "--quiet"], capsys)
+    assert status_ == status
+    assert err.strip().splitlines()[-1].startswith(message), err
+    assert _leftovers(tmp_path) == []
+    assert png.read_bytes() == OLD
+    if where == "plot":
+        # The netCDF file was complete before the interruption: written whole, readable.
+        with xr.open_datatree(out) as tree:
+            assert "posterior" in tree.children
+    else:
+        assert out.read_bytes() == OLD
+
+
+def test_sigint_during_the_fit_exits_130_without_output(tmp_path, data_csv):
+    out = tmp_path / "fit.nc"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    # A long fit (tol 0: never stops early); SIGINT comes once the fit has started.
+    command = [sys.executable, "-m", "numpyro_gmm.cli", "fit", str(data_csv), "--tol", "0"]
+    command += ["--max-iter", "1000000", "--n-init", "2", "--out", str(out), "--no-plot"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        deadline = time.monotonic() + 120
+        line = ""
+        while "fitting" not in line and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            assert line or process.poll() is None, "the command ended before fitting"
+        time.sleep(1.0)
+        assert process.poll() is None, "the fit ended before it could be interrupted"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "numpyro-gmm: interrupted"
+    assert not out.exists() and _leftovers(tmp_path) == []
