@@ -52,7 +52,8 @@ def lognormal_scale_model(n_components):
     return model
 
 
-def cases():
+def cases(large_n: int = 50000):
+    """The benchmark's problems: (name, model, data, initial values)."""
     faithful, _ = load_example("faithful")
     galaxies = load_example("galaxies")[0][:, 0] / 1000.0
     quantiles = np.quantile(galaxies, [0.1, 0.5, 0.9])
@@ -73,11 +74,12 @@ def cases():
         {"weights": np.full(3, 1 / 3), "locs": quantiles, "scales": np.ones(3)},
     )
     rng = np.random.default_rng(0)
+    sizes = (2 * large_n // 5, 2 * large_n // 5, large_n // 5)
     large = np.concatenate(
-        [rng.normal(10, 1, 20000), rng.normal(20, 2, 20000), rng.normal(30, 1.5, 10000)]
+        [rng.normal(10, 1, sizes[0]), rng.normal(20, 2, sizes[1]), rng.normal(30, 1.5, sizes[2])]
     )
     yield (
-        "synthetic N=50000, LogNormal scales, K=3 (generalized EM)",
+        f"synthetic N={large.size}, LogNormal scales, K=3 (generalized EM)",
         lognormal_scale_model(3),
         large,
         {
@@ -152,7 +154,7 @@ def main(argv=None) -> int:
     if args.smoke:
         args.max_steps, args.block = 500, 250
     rows = []
-    for name, model, x, initial in cases():
+    for name, model, x, initial in cases(2000 if args.smoke else 50000):
         xj = jnp.asarray(x)
         run_em(model, x, initial)  # compile
         em_seconds, result = timed(lambda: run_em(model, x, initial))  # noqa: B023

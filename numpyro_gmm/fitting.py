@@ -461,12 +461,31 @@ def fit_gaussian_mixture(
         )
     else:
         run_states, final = programs.fit(keys, x, initial, tol, reg_covar, prior)
-    return _select_best(jax.device_get(run_states), jax.device_get(final), max_iter)
+    return _select_best(
+        jax.device_get(run_states), jax.device_get(final), max_iter, covariance_type
+    )
 
 
-def _select_best(run_states, final: _Final, max_iter: int) -> FitResult:
+def _positive_definite(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Per restart: are all its covariances positive definite (checked in float64)?"""
+    covariances = np.asarray(covariances, np.float64)
+    n_restarts = covariances.shape[0]
+    finite = np.isfinite(covariances.reshape(n_restarts, -1)).all(axis=1)
+    # A failed restart's non-finite matrices would stop the eigenvalue solver.
+    covariances = np.where(finite.reshape((-1,) + (1,) * (covariances.ndim - 1)), covariances, 0.0)
+    if covariance_type in ("full", "tied"):
+        d = covariances.shape[-1]
+        smallest = np.linalg.eigvalsh(covariances.reshape(-1, d, d)).min(axis=-1)
+    else:
+        smallest = covariances
+    return finite & np.reshape(smallest > 0, (n_restarts, -1)).all(axis=1)
+
+
+def _select_best(run_states, final: _Final, max_iter: int, covariance_type: str) -> FitResult:
     objective, counts, covariances = final.objective, final.counts, final.covariances
-    failed = np.asarray(run_states.failed)
+    # A covariance rebuilt in float32 from a nearly singular precision (N < D) can have a
+    # negative eigenvalue that the loop's Cholesky did not see: that restart failed too.
+    failed = np.asarray(run_states.failed) | ~_positive_definite(covariances, covariance_type)
     converged = np.asarray(run_states.converged)
     if final.polish is not None:
         failed = failed | np.asarray(final.polish.failed)

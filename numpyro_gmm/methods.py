@@ -156,6 +156,9 @@ def _gradient_em(x, n_components, common, options) -> MethodOutcome:
             "method='gradient_em' starts from n = ceil(3 m ln m) random data points; it takes "
             "no weights_init / means_init / precisions_init."
         )
+    # Unit covariances (the theory's setting) make the fit depend on the data's units: learn
+    # them unless asked not to, as ngm.fit does.
+    options = {"learn_covariance": True, **options}
     result = fit_gradient_em(
         x,
         n_components,

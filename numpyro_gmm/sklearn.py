@@ -37,6 +37,8 @@ from numpyro_gmm.validation import (
     check_n_samples,
     check_options,
     check_prior,
+    check_reg_covar_scale,
+    feature_names,
     to_device,
     working_dtype,
 )
@@ -96,7 +98,9 @@ class GaussianMixture(*_ESTIMATOR_BASES):
     method : {"em", "biglearn_em", "gradient_em"}, default="em"
         Training algorithm (see :mod:`numpyro_gmm.methods`). ``"gradient_em"`` fits
         ``ceil(3 m ln m)`` components and merges them back, so it may find ``m' != m``
-        components (``n_components_found_``).
+        components (``n_components_found_``). Its covariances are learned by default
+        (``method_options={"learn_covariance": False}`` keeps them at the identity, the
+        setting of its theory, which depends on the data's units).
     method_options : dict, optional
         Options of the method (e.g. BigLearn-EM's ``p_joint``, ``weight_smoothing``,
         ``eigenvalue_floor``, ``polish_iter``; gradient EM's ``step_size``,
@@ -126,6 +130,9 @@ class GaussianMixture(*_ESTIMATOR_BASES):
     restart_objectives_ : ndarray of shape (n_init,)
         Final log joint of every restart.
     n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features seen in ``fit`` (string column names of a DataFrame, or the
+        last coordinate of a DataArray); not set otherwise.
     n_components_found_ : int
         Number of fitted components (``n_components`` except after gradient EM's merging).
     method_results_ : dict
@@ -249,6 +256,7 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         self._validate()
         x = self._prepare(X)
         check_n_samples(x.shape[0], self.n_components)
+        check_reg_covar_scale(x, self.reg_covar)
         initial = self._initial_values(x.shape[1])
         prior = None
         if self.prior is not None:
@@ -277,6 +285,11 @@ class GaussianMixture(*_ESTIMATOR_BASES):
             mesh=None if self.devices is None else data_mesh(self.devices),
         )
         self._store(outcome.fit, x.shape[1])
+        names = feature_names(X)
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
         self.method_results_ = outcome.extras
         self.n_components_found_ = int(np.shape(self.weights_)[0])
         return self

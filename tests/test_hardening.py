@@ -6,8 +6,9 @@ methods "em", "gradient_em" and "biglearn_em". Every cell either fails with an e
 says what to do, or gives a fit that is checked (never NaN, never silently wrong).
 
 All fits share one configuration (2 restarts, 30 iterations, data of shape (80, 2) unless
-the case is about the shape) so that the compiled programs are reused across cases. The
-cells that need a shape of their own run for method "em" only, unless NUMPYRO_GMM_FULL=1.
+the case is about the shape) so that the compiled programs are reused across cases. A case
+that needs a shape of its own runs for every method through the facade and for "em" through
+the command line; NUMPYRO_GMM_FULL=1 runs it through every entry point and method.
 """
 
 import functools
@@ -446,36 +447,16 @@ OVERRIDES = {
 # Cells that do not apply: the command line has no initial values and reads CSV files.
 NOT_APPLICABLE = {("collapsing_weight", "cli"), ("xarray", "cli")}
 
-# Cells that need a fix in a file this suite does not own (see the xfail reasons).
-_FIXED_UNIT_COVARIANCES = (
-    "the facade's gradient EM keeps unit covariances (learn_covariance=False), so it is not "
-    "scale-equivariant and its covariances_ are not fitted"
-)
-PENDING = {
-    ("scale_1e-8", "facade"): "GaussianMixture.fit does not call check_reg_covar_scale",
-    ("200_features", "facade", "em"): (
-        "with N < D in float32 the facade returns covariances_ with a negative eigenvalue "
-        "(about -reg_covar) instead of flagging the restart as failed"
-    ),
-    **{
-        (case, entry, "gradient_em"): _FIXED_UNIT_COVARIANCES
-        for case in ("constant_column", "scale_1e8", "one_component")
-        for entry in ("facade", "cli")
-    },
-    ("dataframe", "facade"): "GaussianMixture.fit does not set feature_names_in_",
-    ("xarray", "facade"): "GaussianMixture.fit does not set feature_names_in_",
-}
-
-
 def _in_default_selection(case: str, entry: str, method: str) -> bool:
-    """Cells with a shape of their own run for EM through the array entry points only.
+    """Every case runs for every method (through the facade at least) and, with "em", through
+    every entry point; cells with a shape of their own run only there.
 
     Each new shape costs a compilation per entry point and method (generalized EM on a
-    user's model the most); NUMPYRO_GMM_FULL=1 runs every cell.
+    user's model the most); NUMPYRO_GMM_FULL=1 adds the remaining cells.
     """
     if FULL or CASES[case].shared_shape:
         return True
-    return method == "em" and entry in ("facade", "cli")
+    return entry == "facade" or (method == "em" and entry == "cli")
 
 
 def _cells():
@@ -484,13 +465,8 @@ def _cells():
             if (case, entry) in NOT_APPLICABLE:
                 continue
             for method in METHODS:
-                marks = []
-                if not _in_default_selection(case, entry, method):
-                    marks.append(pytest.mark.skip(reason="own shape: set NUMPYRO_GMM_FULL=1"))
-                for key in ((case, entry), (case, entry, method)):
-                    if key in PENDING:
-                        marks.append(pytest.mark.xfail(strict=True, reason=PENDING[key]))
-                yield pytest.param(case, entry, method, marks=marks, id=f"{case}-{entry}-{method}")
+                if _in_default_selection(case, entry, method):
+                    yield pytest.param(case, entry, method, id=f"{case}-{entry}-{method}")
 
 
 def _expectation(case, entry, method):

@@ -64,7 +64,8 @@ print(f"{N_TRAIN} training and {N_TEST} test points, K = {N_COMPONENTS}")
 #   steps (`weight_smoothing=0.2`, eigenvalue floor 1e-5) then a short polish.
 # * **Gradient EM**: over-parameterized, `ceil(3 m ln m)` = 242 spherical components from
 #   random data points, gradient steps on the means with the covariances held fixed (the
-#   setting of its theory), then pruning and merging back. Run twice: with its default
+#   setting of its theory, `learn_covariance=False`; the facade learns them by default),
+#   then pruning and merging back. Run twice: with its default
 #   fixed variance 1, and with the true component variance 0.1. The theory assumes that
 #   variance is known, and the result depends on it: with variance 1 the components are
 #   too wide to separate grid points 2 apart and merge into a few.
@@ -87,6 +88,7 @@ methods = {
         N_COMPONENTS,
         covariance_type="spherical",
         method="gradient_em",
+        method_options={"learn_covariance": False},
         max_iter=GRADIENT_ITER,
         random_state=0,
     ),
@@ -94,7 +96,7 @@ methods = {
         N_COMPONENTS,
         covariance_type="spherical",
         method="gradient_em",
-        method_options={"initial_variance": TRUE_VARIANCE},
+        method_options={"learn_covariance": False, "initial_variance": TRUE_VARIANCE},
         max_iter=GRADIENT_ITER,
         random_state=0,
     ),
