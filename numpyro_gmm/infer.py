@@ -251,16 +251,7 @@ def _generalized_program(mixture: MixtureModel, m_steps: int, max_iter: int):
     A fresh closure would hash differently on every call and recompile; the program depends
     only on the model function, its sites and the static options, so it is cached on those.
     """
-    key = (
-        mixture.model,
-        mixture.style,
-        mixture.mixture_site,
-        mixture.assignment_site,
-        mixture.latent_sites,
-        mixture.n_components,
-        m_steps,
-        max_iter,
-    )
+    key = (*mixture.structure_key(), m_steps, max_iter)
     if mixture.kwargs or key not in _PROGRAMS:
 
         def log_probs_and_prior(params, data):

@@ -163,16 +163,7 @@ def _programs(result: MAPResult, unravel, args: tuple):
     dynamic = tuple(i for i, a in enumerate(args) if isinstance(a, np.ndarray | jnp.ndarray))
     static = tuple((i, a) for i, a in enumerate(args) if i not in dynamic)
     shapes = tuple((name, np.shape(v)) for name, v in sorted(result.params.items()))
-    key = (
-        mixture.model,
-        mixture.style,
-        mixture.mixture_site,
-        mixture.assignment_site,
-        mixture.latent_sites,
-        mixture.n_components,
-        shapes,
-        static,
-    )
+    key = (*mixture.structure_key(), shapes, static)
     try:
         cacheable = not mixture.kwargs and (hash(key) is not None)
     except TypeError:  # an unhashable non-array argument: compile without caching

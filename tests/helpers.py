@@ -1,7 +1,14 @@
 """Test helpers: synthetic data, dtype tolerances and the scikit-learn reference."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_mixture_data(rng, *, n_samples, n_features, n_components, separation=5.0):
@@ -24,3 +31,17 @@ def match_components(estimate, reference):
 def relative_error(actual, expected):
     actual, expected = np.asarray(actual, float), np.asarray(expected, float)
     return float(np.max(np.abs(actual - expected) / np.maximum(np.abs(expected), 1e-12)))
+
+
+def run_benchmark_smoke(script: str, tmp_path: Path) -> tuple[str, object]:
+    """Run ``benchmarks/<script> --smoke`` and return its stdout and its JSON report."""
+    out = tmp_path / "result.json"
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return completed.stdout, json.loads(out.read_text())

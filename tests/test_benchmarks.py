@@ -1,27 +1,9 @@
 """Every benchmark and reproduction script keeps working: its smoke size runs, prints its table
 and writes its JSON report."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_smoke(script: str, tmp_path: Path) -> tuple[str, object]:
-    out = tmp_path / "result.json"
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    return completed.stdout, json.loads(out.read_text())
+from helpers import run_benchmark_smoke
 
 
 @pytest.mark.parametrize(
@@ -36,13 +18,13 @@ def run_smoke(script: str, tmp_path: Path) -> tuple[str, object]:
     ],
 )
 def test_benchmark_smoke_size_runs(script, header, tmp_path):
-    stdout, report = run_smoke(script, tmp_path)
+    stdout, report = run_benchmark_smoke(script, tmp_path)
     assert header in stdout
     assert report
 
 
 def test_overparameterized_smoke_size_runs(tmp_path):
-    stdout, report = run_smoke("repro_overparameterized.py", tmp_path)
+    stdout, report = run_benchmark_smoke("repro_overparameterized.py", tmp_path)
     assert "(iii) GEM" in stdout
     (row,) = report["results"]
     assert row["m"] == 3 and row["seeds"] == 2

@@ -1,29 +1,11 @@
 """The scale-out benchmarks keep working: their smoke sizes run, print their tables and write
 their JSON reports."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _smoke(script: str, tmp_path: Path) -> tuple[str, dict]:
-    out = tmp_path / "result.json"
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    return completed.stdout, json.loads(out.read_text())
+from helpers import run_benchmark_smoke
 
 
 def test_bench_scale_smoke(tmp_path):
-    stdout, report = _smoke("bench_scale.py", tmp_path)
+    stdout, report = run_benchmark_smoke("bench_scale.py", tmp_path)
     assert "correctness, not speed-up" in stdout
     assert report["numpyro_gmm"][0]["seconds_per_pass"] > 0
     assert report["sklearn"]["means_difference_vs_numpyro_gmm"] < 1e-4
@@ -32,7 +14,7 @@ def test_bench_scale_smoke(tmp_path):
 
 
 def test_bench_streaming_memmap_smoke(tmp_path):
-    stdout, report = _smoke("bench_streaming_memmap.py", tmp_path)
+    stdout, report = run_benchmark_smoke("bench_streaming_memmap.py", tmp_path)
     assert "file/peak" in stdout
     result = report["result"]
     assert result["pass_kinds"] == ["stepwise", "exact"]

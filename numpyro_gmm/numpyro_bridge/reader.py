@@ -142,6 +142,18 @@ class MixtureModel(NamedTuple):
         log_probs, log_prior = self.component_log_probs_and_log_prior(params, args)
         return jnp.sum(jax.nn.logsumexp(log_probs, axis=1)) + log_prior
 
+    def structure_key(self) -> tuple:
+        """What compiled programs of this model depend on besides shapes: the model
+        function, its mixture layout and latent sites (a cache key; the data are not in it)."""
+        return (
+            self.model,
+            self.style,
+            self.mixture_site,
+            self.assignment_site,
+            self.latent_sites,
+            self.n_components,
+        )
+
     # -- constrained <-> unconstrained ----------------------------------------------------
 
     def transforms(self) -> dict[str, transforms.Transform]:
