@@ -7,6 +7,7 @@ restarts, 30 iterations) so that the compiled programs are shared.
 
 import warnings
 
+import jax
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,8 +16,13 @@ from test_hardening import MAX_ITER, N_RESTARTS, user_model
 
 import numpyro_gmm as ngm
 
+# Derandomized: the examples are the same on every run, so CI is reproducible; drop
+# derandomize (or pass --hypothesis-seed) to explore new examples locally.
 SETTINGS = settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 METHODS = ("em", "biglearn_em", "gradient_em")
 
@@ -76,7 +82,7 @@ def test_random_valid_data_give_finite_parameters(method, x):
 
 
 def _nondecreasing(trace: np.ndarray) -> None:
-    # float32 rounding of a per-sample objective of magnitude |v|: allow a few ulps.
+    # Round-off of a per-sample objective of magnitude |v| (generous for float64).
     slack = 1e-5 * (1.0 + np.abs(trace[:-1]))
     assert np.all(np.diff(trace) >= -slack), trace
 
@@ -84,14 +90,18 @@ def _nondecreasing(trace: np.ndarray) -> None:
 @SETTINGS
 @given(x=mixtures())
 def test_em_objective_never_decreases(x):
-    gm = _facade(x, "em")
-    _nondecreasing(np.asarray(gm.lower_bounds_))
-    result = _builder(x, "em")
+    # A property of the algorithm, checked in float64: in float32 the objective of a nearly
+    # singular covariance (condition number ~1e5, found by this test) is only accurate to
+    # ~1e-3 per sample, so rounding can exceed any fixed slack.
+    with jax.enable_x64(True):
+        gm = _facade(x, "em")
+        _nondecreasing(np.asarray(gm.lower_bounds_))
+        result = _builder(x, "em")
     for row, n_iter in zip(result.trace, result.restarts["n_iter"], strict=True):
         _nondecreasing(np.asarray(row[:n_iter]))
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=5, deadline=None, derandomize=True)
 @given(x=mixtures())
 def test_generalized_em_objective_never_decreases(x):
     # Generalized EM accepts an M-step only when it does not decrease Q, so the log joint of
@@ -102,13 +112,15 @@ def test_generalized_em_objective_never_decreases(x):
 
 
 @pytest.mark.parametrize("method", METHODS)
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=8, deadline=None, derandomize=True)
 @given(x=mixtures(), seed=st.integers(0, 2**31 - 1))
 def test_a_seed_reproduces_the_fit_exactly(method, x, seed):
     first, second = _facade(x, method, seed), _facade(x, method, seed)
     for name in ("weights_", "means_", "covariances_"):
+        assert np.isfinite(getattr(first, name)).all()
         np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
     if method != "gradient_em":  # ngm.fit's gradient EM may refuse a K it does not find
         a, b = _builder(x, method, seed), _builder(x, method, seed)
         for name in a.params:
+            assert np.isfinite(a.params[name]).all()
             np.testing.assert_array_equal(a.params[name], b.params[name])
