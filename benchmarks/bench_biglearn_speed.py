@@ -27,7 +27,7 @@ from repro_biglearn_grid import sample_truth
 from repro_biglearn_pendigits import load_pendigits
 
 
-def _timed_fit(x, k, initial, iterations, method, options) -> float:
+def _timed_fit(x, k, initial, iterations, kernel, options) -> float:
     from numpyro_gmm.fitting import fit_gaussian_mixture
 
     with warnings.catch_warnings():
@@ -41,19 +41,19 @@ def _timed_fit(x, k, initial, iterations, method, options) -> float:
             max_iter=iterations,
             tol=0.0,
             reg_covar=1e-6,
-            method=method,
-            method_options=options,
+            kernel=kernel,
+            kernel_options=options,
         )
         np.asarray(result.params.means)
         return time.perf_counter() - started
 
 
-def per_iteration(x, k, initial, method, options, t1, t2, repeats) -> float:
+def per_iteration(x, k, initial, kernel, options, t1, t2, repeats) -> float:
     times = {}
     for iterations in (t1, t2):
-        _timed_fit(x, k, initial, iterations, method, options)  # compile
+        _timed_fit(x, k, initial, iterations, kernel, options)  # compile
         times[iterations] = min(
-            _timed_fit(x, k, initial, iterations, method, options) for _ in range(repeats)
+            _timed_fit(x, k, initial, iterations, kernel, options) for _ in range(repeats)
         )
     return max(times[t2] - times[t1], 0.0) / (t2 - t1)
 
@@ -88,8 +88,8 @@ def run(args) -> dict:
             precisions_cholesky=jnp.tile(jnp.eye(d, dtype=jnp.float32), (k, 1, 1)),
         )
         seconds = {
-            name: per_iteration(x, k, initial, method, options, args.t1, args.t2, args.repeats)
-            for name, (method, options) in variants.items()
+            name: per_iteration(x, k, initial, kernel, options, args.t1, args.t2, args.repeats)
+            for name, (kernel, options) in variants.items()
         }
         for name, value in seconds.items():
             rows.append(

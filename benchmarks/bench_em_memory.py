@@ -169,14 +169,14 @@ def measure(args) -> dict:
 
         def fit():
             return fit_gaussian_mixture(
-                xj, k, covariance_type="full", rng_key=args.seed, n_restarts=1,
-                init_method="random_from_data", max_iter=args.iters, tol=0.0,
+                xj, k, covariance_type="full", rng_key=args.seed, num_restarts=1,
+                init_params="random_from_data", max_iter=args.iters, tol=0.0,
                 chunk_size=args.chunk_size,
             )
 
         result = stage("fit (first call, incl. compilation)", fit)
         stage("fit (second call)", fit)
-        n_iter = int(result.restart_n_iter[result.best_restart])
+        n_iter = result.n_iter
         chunk_size = args.chunk_size
         if chunk_size is None:
             from numpyro_gmm.mixture.chunking import default_chunk_size

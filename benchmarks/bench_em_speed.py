@@ -212,8 +212,8 @@ def measure(args) -> dict:
 
     def jax_fit(max_iter):
         return fit_gaussian_mixture(
-            xj, k, covariance_type="full", rng_key=args.seed, n_restarts=1,
-            init_method="k-means++", initial=initial, max_iter=max_iter, tol=0.0,
+            xj, k, covariance_type="full", rng_key=args.seed, num_restarts=1,
+            init_params="k-means++", initial=initial, max_iter=max_iter, tol=0.0,
             reg_covar=args.reg_covar, chunk_size=args.chunk_size,
         )
 
@@ -236,7 +236,7 @@ def measure(args) -> dict:
     # ---- same computation?
     common = min(args.sk_iters, args.iters)
     sk_lb = np.asarray(gm.lower_bounds_[:common], dtype=np.float64)
-    jax_lb = np.asarray(result.trace[result.best_restart, :common], dtype=np.float64)
+    jax_lb = result.best_trace()[:common]
     rel_diff = np.abs(jax_lb - sk_lb) / np.maximum(np.abs(sk_lb), np.finfo(float).tiny)
 
     return {
@@ -244,7 +244,7 @@ def measure(args) -> dict:
         "n": n, "d": d, "k": k,
         "sklearn_iters": args.sk_iters,
         "numpyro_gmm_iters": args.iters,
-        "numpyro_gmm_n_iter": int(result.restart_n_iter[result.best_restart]),
+        "numpyro_gmm_n_iter": result.n_iter,
         "sklearn_n_iter": int(gm.n_iter_),
         "mean_scale": args.mean_scale,
         "sklearn_compute_dtype": sk_dtype,

@@ -2,7 +2,8 @@
 
 A float32 ``np.memmap`` of ``--n`` rows (2 GiB by default) is written to a temporary file, then
 a child process fits it with :func:`numpyro_gmm.streaming.fit_streaming` (one stepwise pass,
-then ``--exact-passes`` exact passes) and reports its peak resident memory (``VmHWM``) above
+then ``--exact-passes`` exact passes; the pipeline's ``FitResult``, whose ``extras`` hold the
+kind and the seconds of every pass) and reports its peak resident memory (``VmHWM``) above
 its baseline (the RSS after importing JAX). The fit's memory is bounded by about one block of
 rows plus ``O(chunk * K * D)``, whatever the file size: the memmap pages are released from the
 process after each block (``madvise(MADV_DONTNEED)``), so the measured peak *is* the memory
@@ -91,9 +92,9 @@ def child(args) -> dict:
         "block_mib": args.block_size * args.d * 4 / MIB,
         "peak_reset_supported": can_reset,
         "rss_at_end_mib": _rss_breakdown_mib(),
-        "seconds_total": seconds, "seconds_per_pass": result.seconds_per_pass,
-        "pass_kinds": result.pass_kinds, "trace": result.trace.tolist(),
-        "n_passes": result.n_passes,
+        "seconds_total": seconds, "seconds_per_pass": result.extras["seconds_per_pass"],
+        "pass_kinds": result.extras["pass_kinds"], "trace": result.best_trace().tolist(),
+        "n_passes": result.n_iter, "objective_per_point": result.objective / result.n_samples,
         "versions": {"jax": jax.__version__, "backend": jax.default_backend()},
     }
 

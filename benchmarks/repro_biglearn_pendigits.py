@@ -164,7 +164,7 @@ def run(args) -> dict:
         ]
         return last, evaluations, seconds
 
-    def polish(params, seed, method, options):
+    def polish(params, seed, kernel, options):
         started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tol=0 never "converges"; expected here
@@ -176,8 +176,8 @@ def run(args) -> dict:
                 max_iter=args.polish_iter,
                 tol=0.0,
                 reg_covar=reg_covar,
-                method=method,
-                method_options=options,
+                kernel=kernel,
+                kernel_options=options,
             )
         return result.params, time.perf_counter() - started
 
@@ -210,7 +210,7 @@ def run(args) -> dict:
                 reference_protocol[seed][name] = window(evaluations[r])
                 print(f"seed {seed} {label}: {row}", file=sys.stderr)
                 if name == "BigLearn-EM":
-                    for label, method, popts in (
+                    for label, polish_kernel, popts in (
                         (
                             "BigLearn-EM + floored polish (documented)",
                             "biglearn_em",
@@ -218,7 +218,7 @@ def run(args) -> dict:
                         ),
                         ("BigLearn-EM + plain EM polish (no floor)", "em", None),
                     ):
-                        polished, secs = polish(last[r], seed, method, popts)
+                        polished, secs = polish(last[r], seed, polish_kernel, popts)
                         per_seed[seed][label] = dict(scores(polished), seconds=secs)
                         print(f"seed {seed} {label}: {per_seed[seed][label]}", file=sys.stderr)
         return per_seed, reference_protocol

@@ -1,38 +1,67 @@
-"""numpyro_gmm: MAP fitting of NumPyro mixture models by EM and its escapes from bad optima."""
+"""numpyro_gmm: MAP fitting of NumPyro mixture models by EM and its escapes from bad optima.
 
+Public names are imported on first use, so that ``import numpyro_gmm.mixture`` or
+``import numpyro_gmm.kernels`` (pure JAX) does not load NumPyro, xarray, ArviZ or matplotlib.
+"""
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
-
-from numpyro_gmm import models, parallel, streaming
-from numpyro_gmm.compare import compare_to_posterior
-from numpyro_gmm.fitting import ConvergenceWarning, EmptyComponentWarning
-from numpyro_gmm.infer import fit
-from numpyro_gmm.laplace import loo_laplace
-from numpyro_gmm.mixture.priors import GaussianMixturePrior
-from numpyro_gmm.parallel import data_mesh
-from numpyro_gmm.relabel import relabel, relabel_draws
-from numpyro_gmm.sklearn import GaussianMixture
-from numpyro_gmm.streaming import StreamingResult, fit_streaming
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("numpyro_gmm")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = [
-    "ConvergenceWarning",
-    "EmptyComponentWarning",
-    "GaussianMixture",
-    "GaussianMixturePrior",
-    "StreamingResult",
-    "__version__",
-    "compare_to_posterior",
-    "data_mesh",
-    "fit",
-    "fit_streaming",
-    "loo_laplace",
-    "models",
-    "parallel",
-    "relabel",
-    "relabel_draws",
-    "streaming",
-]
+# Public name -> module that defines it (a module's own name for subpackages).
+_PUBLIC = {
+    "ConvergenceWarning": "numpyro_gmm.errors",
+    "EmptyComponentWarning": "numpyro_gmm.errors",
+    "FitFailedError": "numpyro_gmm.errors",
+    "FitResult": "numpyro_gmm.fit_result",
+    "GaussianMixture": "numpyro_gmm.sklearn",
+    "GaussianMixturePrior": "numpyro_gmm.mixture.priors",
+    "MAPResult": "numpyro_gmm.map_result",
+    "compare_to_posterior": "numpyro_gmm.compare",
+    "data_mesh": "numpyro_gmm.parallel",
+    "fit": "numpyro_gmm.infer",
+    "fit_mixture": "numpyro_gmm.pipeline",
+    "fit_streaming": "numpyro_gmm.streaming",
+    "loo_laplace": "numpyro_gmm.laplace",
+    "relabel": "numpyro_gmm.relabelling",
+    "relabel_draws": "numpyro_gmm.relabelling",
+}
+_SUBMODULES = ("models", "parallel", "streaming", "diagnostics", "datasets", "plotting")
+
+__all__ = ["__version__", *sorted(_PUBLIC), *_SUBMODULES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; nothing is imported at run time
+    from numpyro_gmm import datasets, diagnostics, models, parallel, plotting, streaming
+    from numpyro_gmm.compare import compare_to_posterior
+    from numpyro_gmm.errors import ConvergenceWarning, EmptyComponentWarning, FitFailedError
+    from numpyro_gmm.fit_result import FitResult
+    from numpyro_gmm.infer import fit
+    from numpyro_gmm.laplace import loo_laplace
+    from numpyro_gmm.map_result import MAPResult
+    from numpyro_gmm.mixture.priors import GaussianMixturePrior
+    from numpyro_gmm.parallel import data_mesh
+    from numpyro_gmm.pipeline import fit_mixture
+    from numpyro_gmm.relabelling import relabel, relabel_draws
+    from numpyro_gmm.sklearn import GaussianMixture
+    from numpyro_gmm.streaming import fit_streaming

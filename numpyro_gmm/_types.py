@@ -1,6 +1,6 @@
 """Type aliases shared across the package."""
 
-from typing import Literal
+from typing import Literal, get_args
 
 import jax
 
@@ -10,4 +10,6 @@ Array = jax.Array
 ArrayLike = jax.typing.ArrayLike
 PRNGKey = jax.Array
 CovarianceType = Literal["full", "tied", "diag", "spherical"]
-COVARIANCE_TYPES: tuple[str, ...] = ("full", "tied", "diag", "spherical")
+#: The covariance type names, in the order of :data:`CovarianceType` (their one definition;
+#: :mod:`numpyro_gmm.mixture.covariance` holds the shapes and dispatch over them).
+COVARIANCE_TYPES: tuple[str, ...] = get_args(CovarianceType)

@@ -1,7 +1,7 @@
 """Put a MAP next to a posterior of the same model: is the MAP where the posterior is?
 
 :func:`compare_to_posterior` relabels the posterior draws to the MAP's components
-(:mod:`numpyro_gmm.relabel`), then reports, per scalar parameter, the MAP, the posterior mean
+(:mod:`numpyro_gmm.relabelling`), then reports, per scalar parameter, the MAP, the posterior mean
 and sd, a credible interval, whether the MAP lies inside it, and ``r_hat`` / ``ess_bulk`` of
 the relabelled draws (``r_hat`` near 1 says the relabelling removed the label switching; a
 large one that chains sit in different modes). The interval is ArviZ's (``ci_prob`` defaults
@@ -18,15 +18,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from numpyro_gmm.relabel import relabel_draws
-from numpyro_gmm.results import PosteriorLayout
+from numpyro_gmm.relabelling import relabel_draws
 
 if TYPE_CHECKING:
     import pandas as pd
     import xarray as xr
     from matplotlib.figure import Figure
 
-    from numpyro_gmm.results import MAPResult
+    from numpyro_gmm.map_result import MAPResult
 
 __all__ = ["PosteriorComparison", "compare_to_posterior", "plot_comparison"]
 
@@ -124,7 +123,7 @@ def compare_to_posterior(
     ci_kind : {"hdi", "eti"}
         Highest-density or equal-tailed interval (module docstring).
     component_axes, match_on
-        See :func:`numpyro_gmm.relabel.relabel_draws`.
+        See :func:`numpyro_gmm.relabelling.relabel_draws`.
     plot : bool
         Draw the figure (:func:`plot_comparison`).
 
@@ -139,7 +138,7 @@ def compare_to_posterior(
     if ci_kind not in ("hdi", "eti"):
         raise ValueError(f"ci_kind must be 'hdi' or 'eti', got {ci_kind!r}.")
     prob = float(rcParams["stats.ci_prob"] if ci_prob is None else ci_prob)
-    layout = PosteriorLayout.of(result, component_axes=component_axes)
+    layout = result.layout(component_axes=component_axes)
     sites = list(result.params)
     draws = _draws_by_chain(posterior, sites)
     relabelled = relabel_draws(

@@ -1,23 +1,26 @@
-"""Array-level Gaussian-mixture fitting: initialization, restarts and selection, jitted once.
+"""The engine: one kernel over vectorized restarts, initialized, run, polished and scored in
+one jitted program.
 
-``fit_gaussian_mixture`` is the engine under the scikit-learn facade (and, through the NumPyro
-bridge, under :func:`numpyro_gmm.fit`). Its device program does, for ``R`` restarts at once:
-initialize (or take user values), run the kernel through :mod:`numpyro_gmm.driver`, and score
-the final parameters with one more E-step. The host then picks the best restart by that final
-log joint, and turns flags into warnings or errors.
+:func:`fit_gaussian_mixture` runs ONE kernel of :mod:`numpyro_gmm.kernels` (the bare
+algorithm, e.g. ``kernel="biglearn_em"`` without standardization or its documented polish;
+methods, which add those stages, are recipes of :mod:`numpyro_gmm.pipeline`). Its device
+program does, for ``R`` restarts at once: initialize (or take user values), run the kernel
+through :mod:`numpyro_gmm.driver`, optionally polish with a second kernel, and score the final
+parameters with one more E-step. The host then flags failed restarts, chooses the best one
+(:func:`numpyro_gmm.fit_result.choose_restart`) and returns a
+:class:`~numpyro_gmm.fit_result.FitResult`; warnings are the pipeline's.
 
 **Several devices.** With ``mesh`` (or data given as :class:`~numpyro_gmm.parallel.ShardedRows`)
 the rows are sharded over the devices of a one-axis mesh. The initialization runs as one
 global program on the real rows (XLA partitions it; k-means++ and k-means read rows across
-devices), then the loop, the polish and the final scoring run inside ``jax.shard_map``: every
-sum over rows is a per-device chunked sum followed by a ``lax.psum``
-(:mod:`numpyro_gmm.mixture.chunking`), and every device takes the same M-step. The result
-equals the single-device fit up to float reassociation.
+devices), then the loop, the polish and the final scoring run inside ``jax.shard_map`` with a
+sharded :class:`~numpyro_gmm.mixture.chunking.RowPlan` in their static configuration: every
+sum over rows is a per-device chunked sum followed by a ``lax.psum``, and every device takes
+the same M-step. The result equals the single-device fit up to float reassociation.
 """
 
 import functools
 import time
-import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -27,8 +30,10 @@ from jax.sharding import Mesh, PartitionSpec
 
 from numpyro_gmm import driver
 from numpyro_gmm._types import Array, CovarianceType
+from numpyro_gmm.fit_result import FitResult, Restarts, choose_restart
 from numpyro_gmm.kernels import get_kernel
-from numpyro_gmm.mixture.chunking import default_chunk_size, n_rows, sharded_rows
+from numpyro_gmm.mixture.chunking import RowPlan, default_chunk_size, n_rows
+from numpyro_gmm.mixture.covariance import check_covariance_type
 from numpyro_gmm.mixture.estep import component_log_prob, sufficient_statistics
 from numpyro_gmm.mixture.init import initialize
 from numpyro_gmm.mixture.params import GMMParams, covariances_from_precisions_cholesky
@@ -37,22 +42,28 @@ from numpyro_gmm.parallel import DATA_AXIS, ShardedRows, shard_rows
 from numpyro_gmm.progress import report
 
 __all__ = [
-    "ConvergenceWarning",
-    "EmptyComponentWarning",
     "InitialValues",
-    "FitResult",
+    "as_rng_key",
     "fit_gaussian_mixture",
     "log_joint",
     "weighted_log_prob",
 ]
 
 
-class ConvergenceWarning(UserWarning):
-    """The best restart stopped at ``max_iter`` before its objective settled."""
-
-
-class EmptyComponentWarning(UserWarning):
-    """A fitted component explains (almost) no data."""
+def as_rng_key(rng_key: Any) -> jax.Array:
+    """A JAX PRNG key from a key or any integer (Python or numpy)."""
+    if isinstance(rng_key, int | np.integer):
+        return jax.random.key(int(rng_key))
+    if isinstance(rng_key, jax.Array | np.ndarray):
+        if jnp.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
+            return rng_key
+        if rng_key.shape == (2,) and rng_key.dtype == np.uint32:  # a raw jax.random.PRNGKey
+            return jax.random.wrap_key_data(rng_key)
+        if rng_key.shape == () and jnp.issubdtype(rng_key.dtype, jnp.integer):
+            return jax.random.key(int(rng_key))
+    raise TypeError(
+        f"rng_key must be an integer seed or a JAX PRNG key (jax.random.key(0)); got {rng_key!r}."
+    )
 
 
 class InitialValues(NamedTuple):
@@ -70,45 +81,15 @@ class InitialValues(NamedTuple):
     means: Array | None = None
     precisions_cholesky: Array | None = None
 
+    @property
+    def complete(self) -> bool:
+        """Every value is given."""
+        return all(value is not None for value in self)
 
-class FitResult(NamedTuple):
-    """Host-side result of :func:`fit_gaussian_mixture` (numpy arrays).
-
-    Attributes
-    ----------
-    params : GMMParams
-        Parameters of the best restart.
-    covariances : np.ndarray
-        Covariances of the best restart, shaped per covariance type.
-    objective : float
-        Log joint (log-likelihood plus log prior) of ``params``.
-    best_restart : int
-    counts : np.ndarray, shape (K,)
-        Effective number of points per component of the best restart.
-    restart_objective : np.ndarray, shape (R,)
-        Final log joint of every restart.
-    restart_n_iter, restart_converged, restart_failed : np.ndarray, shape (R,)
-    trace : np.ndarray, shape (R, max_iter)
-        Per-sample objective of every step (NaN after the last), as the method reports it
-        for the state that entered the step.
-    polish_trace, polish_n_iter : np.ndarray or None
-        The same for the EM polish, shapes (R, polish_iter) and (R,), when one ran.
-    restart_converged : np.ndarray
-        The method's loop converged, or the polish did.
-    """
-
-    params: GMMParams
-    covariances: np.ndarray
-    objective: float
-    best_restart: int
-    counts: np.ndarray
-    restart_objective: np.ndarray
-    restart_n_iter: np.ndarray
-    restart_converged: np.ndarray
-    restart_failed: np.ndarray
-    trace: np.ndarray
-    polish_trace: np.ndarray | None = None
-    polish_n_iter: np.ndarray | None = None
+    @property
+    def empty(self) -> bool:
+        """No value is given."""
+        return all(value is None for value in self)
 
 
 class _Config(NamedTuple):
@@ -116,41 +97,41 @@ class _Config(NamedTuple):
 
     n_components: int
     covariance_type: CovarianceType
-    init_method: str
+    init_params: str
     max_iter: int
-    chunk_size: int
-    method: str = "em"
+    rows: RowPlan
+    kernel: str = "em"
     options: tuple[tuple[str, Any], ...] = ()
     polish_iter: int = 0
-    polish_method: str = "em"
+    polish_kernel: str = "em"
     polish_options: tuple[tuple[str, Any], ...] = ()
+    init_rows: RowPlan | None = None
 
 
 def _initial_params(key, x, initial: InitialValues, reg_covar, config: _Config) -> GMMParams:
-    if all(value is not None for value in initial):
+    if initial.complete:
         return GMMParams(*initial)
     params = initialize(
         key,
         x,
         config.n_components,
-        config.init_method,
+        config.init_params,
         config.covariance_type,
         reg_covar,
-        config.chunk_size,
+        config.init_rows or config.rows,
     )
     pairs = zip(initial, params, strict=True)
     return GMMParams(*(computed if given is None else given for given, computed in pairs))
 
 
-def _step_fn(reg_covar, prior, config: _Config):
-    kernel = get_kernel(config.method)
-    return kernel.build_kernel(
-        config.covariance_type, reg_covar, config.chunk_size, prior, **dict(config.options)
+def _step_fn(kernel: str, options, reg_covar, prior, config: _Config):
+    return get_kernel(kernel).build_kernel(
+        config.covariance_type, reg_covar, config.rows, prior, **dict(options)
     )
 
 
 def _start(keys, x, initial, reg_covar, config: _Config) -> driver.RunState:
-    kernel = get_kernel(config.method)
+    kernel = get_kernel(config.kernel)
 
     def start_one(key):
         params = _initial_params(key, x, initial, reg_covar, config)
@@ -162,17 +143,17 @@ def _start(keys, x, initial, reg_covar, config: _Config) -> driver.RunState:
 def _advance(keys, x, run_states, stop_at, tol, reg_covar, prior, config: _Config):
     return driver.advance_restarts(
         keys,
-        _step_fn(reg_covar, prior, config),
+        _step_fn(config.kernel, config.options, reg_covar, prior, config),
         run_states,
         x,
         stop_at=stop_at,
         tol=tol[0],
-        objective_scale=1.0 / n_rows(x),
+        objective_scale=1.0 / n_rows(x, config.rows),
     )
 
 
 class _Final(NamedTuple):
-    """Per-restart outcome after the method's loop and the optional EM polish."""
+    """Per-restart outcome after the kernel's loop and the optional polish."""
 
     params: GMMParams
     objective: Array
@@ -182,12 +163,9 @@ class _Final(NamedTuple):
 
 
 def _polish(keys, x, params: GMMParams, tol, reg_covar, prior, config: _Config):
-    """A few steps of the polish kernel (plain EM by default) from every restart's parameters,
-    in the same program."""
-    kernel = get_kernel(config.polish_method)
-    step = kernel.build_kernel(
-        config.covariance_type, reg_covar, config.chunk_size, prior, **dict(config.polish_options)
-    )
+    """A few steps of the polish kernel from every restart's parameters, in the same program."""
+    kernel = get_kernel(config.polish_kernel)
+    step = _step_fn(config.polish_kernel, config.polish_options, reg_covar, prior, config)
     start = jax.vmap(lambda p: driver.init_run_state(kernel.init(p), config.polish_iter, x.dtype))
     return driver.advance_restarts(
         jax.vmap(lambda key: jax.random.fold_in(key, config.max_iter))(keys),
@@ -196,51 +174,34 @@ def _polish(keys, x, params: GMMParams, tol, reg_covar, prior, config: _Config):
         x,
         stop_at=config.polish_iter,
         tol=tol[1],
-        objective_scale=1.0 / n_rows(x),
+        objective_scale=1.0 / n_rows(x, config.rows),
     )
 
 
+def _score(x, params: GMMParams, prior, covariance_type, rows) -> tuple[Array, Array]:
+    """Log joint of ``params`` (log-likelihood of ``x`` plus the log prior) and the counts."""
+    stats = sufficient_statistics(x, params, covariance_type, rows)
+    objective = stats.log_likelihood
+    if prior is not None:
+        objective = objective + log_prior(params, prior, covariance_type)
+    return objective, stats.counts
+
+
 def _finish(keys, x, run_states, tol, reg_covar, prior, config: _Config) -> _Final:
-    params = jax.vmap(get_kernel(config.method).get_params)(run_states.kernel_state)
+    params = jax.vmap(get_kernel(config.kernel).get_params)(run_states.kernel_state)
     polish = None
     if config.polish_iter:
         polish = _polish(keys, x, params, tol, reg_covar, prior, config)
-        params = jax.vmap(get_kernel(config.polish_method).get_params)(polish.kernel_state)
+        params = jax.vmap(get_kernel(config.polish_kernel).get_params)(polish.kernel_state)
 
     def score_one(params: GMMParams):
-        stats = sufficient_statistics(x, params, config.covariance_type, config.chunk_size)
-        objective = stats.log_likelihood
-        if prior is not None:
-            objective = objective + log_prior(params, prior, config.covariance_type)
+        objective, counts = _score(x, params, prior, config.covariance_type, config.rows)
         covariances = covariances_from_precisions_cholesky(
             params.precisions_cholesky, config.covariance_type
         )
-        return objective, stats.counts, covariances
+        return objective, counts, covariances
 
     return _Final(params, *jax.vmap(score_one)(params), polish)
-
-
-@functools.partial(jax.jit, static_argnames="config")
-def _start_program(keys, x, initial, reg_covar, config):
-    return _start(keys, x, initial, reg_covar, config)
-
-
-@functools.partial(jax.jit, static_argnames="config")
-def _advance_program(keys, x, run_states, stop_at, tol, reg_covar, prior, config):
-    return _advance(keys, x, run_states, stop_at, tol, reg_covar, prior, config)
-
-
-@functools.partial(jax.jit, static_argnames="config")
-def _finish_program(keys, x, run_states, tol, reg_covar, prior, config):
-    return _finish(keys, x, run_states, tol, reg_covar, prior, config)
-
-
-@functools.partial(jax.jit, static_argnames="config")
-def _fit_program(keys, x, initial, tol, reg_covar, prior, config):
-    """Initialize, run, polish and score every restart in one compiled program."""
-    run_states = _start(keys, x, initial, reg_covar, config)
-    run_states = _advance(keys, x, run_states, config.max_iter, tol, reg_covar, prior, config)
-    return run_states, _finish(keys, x, run_states, tol, reg_covar, prior, config)
 
 
 class _Programs(NamedTuple):
@@ -257,6 +218,19 @@ class _Programs(NamedTuple):
     fit: Any
 
 
+def _fit(keys, x, initial, tol, reg_covar, prior, config: _Config):
+    """Initialize, run, polish and score every restart."""
+    run_states = _start(keys, x, initial, reg_covar, config)
+    run_states = _advance(keys, x, run_states, config.max_iter, tol, reg_covar, prior, config)
+    return run_states, _finish(keys, x, run_states, tol, reg_covar, prior, config)
+
+
+_start_program = jax.jit(_start, static_argnames="config")
+_advance_program = jax.jit(_advance, static_argnames="config")
+_finish_program = jax.jit(_finish, static_argnames="config")
+_fit_program = jax.jit(_fit, static_argnames="config")
+
+
 def _single_device_programs(config: _Config) -> _Programs:
     return _Programs(
         start=functools.partial(_start_program, config=config),
@@ -266,27 +240,19 @@ def _single_device_programs(config: _Config) -> _Programs:
     )
 
 
-def _data_parallel(fn, mesh: Mesh, n_samples: int, n_args: int):
-    """``jit(shard_map(fn))`` with the rows of the 2nd argument sharded, the rest replicated.
-
-    ``fn`` is traced inside :func:`~numpyro_gmm.mixture.chunking.sharded_rows`, so its sums
-    over rows are global; its outputs are replicated.
-    """
-
-    def body(*args):
-        with sharded_rows(DATA_AXIS, n_samples):
-            return fn(*args)
-
+def _data_parallel(fn, mesh: Mesh, n_args: int):
+    """``jit(shard_map(fn))`` with the rows of the 2nd argument sharded, the rest replicated."""
     in_specs = [PartitionSpec()] * n_args
     in_specs[1] = PartitionSpec(DATA_AXIS, None)
     return jax.jit(
-        jax.shard_map(body, mesh=mesh, in_specs=tuple(in_specs), out_specs=PartitionSpec())
+        jax.shard_map(fn, mesh=mesh, in_specs=tuple(in_specs), out_specs=PartitionSpec())
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _sharded_programs(config: _Config, mesh: Mesh, n_samples: int) -> _Programs:
-    """Programs over row-sharded, padded data (cached: one compilation per configuration)."""
+@functools.lru_cache(maxsize=16)
+def _sharded_programs(config: _Config, mesh: Mesh) -> _Programs:
+    """Programs over row-sharded, padded data (``config.rows`` is a sharded plan)."""
+    n_samples = config.rows.n_samples
 
     def start(keys, x, initial, reg_covar):
         # The init reads the real rows as one global array (k-means++ picks rows anywhere).
@@ -303,15 +269,15 @@ def _sharded_programs(config: _Config, mesh: Mesh, n_samples: int) -> _Programs:
         return run_states, _finish(keys, x, run_states, tol, reg_covar, prior, config)
 
     start = jax.jit(start)
-    run = _data_parallel(run, mesh, n_samples, 6)
+    run = _data_parallel(run, mesh, 6)
 
     def fit(keys, x, initial, tol, reg_covar, prior):
         return run(keys, x, start(keys, x, initial, reg_covar), tol, reg_covar, prior)
 
     return _Programs(
         start=start,
-        advance=_data_parallel(advance, mesh, n_samples, 7),
-        finish=_data_parallel(finish, mesh, n_samples, 6),
+        advance=_data_parallel(advance, mesh, 7),
+        finish=_data_parallel(finish, mesh, 6),
         fit=fit,
     )
 
@@ -341,7 +307,10 @@ def _run_with_progress(
     return run_states, programs.finish(keys, x, run_states, tol, reg_covar, prior)
 
 
-def _cast_prior(prior: GaussianMixturePrior, dtype) -> GaussianMixturePrior:
+def cast_prior(prior: GaussianMixturePrior | None, dtype) -> GaussianMixturePrior | None:
+    """``prior`` with every hyperparameter as a ``dtype`` array."""
+    if prior is None:
+        return None
     return GaussianMixturePrior(*(None if v is None else jnp.asarray(v, dtype) for v in prior))
 
 
@@ -351,8 +320,8 @@ def fit_gaussian_mixture(
     *,
     covariance_type: CovarianceType = "full",
     rng_key: Array | int = 0,
-    n_restarts: int = 1,
-    init_method: str = "k-means++",
+    num_restarts: int = 1,
+    init_params: str = "k-means++",
     initial: InitialValues | None = None,
     max_iter: int = 100,
     tol: float = 1e-3,
@@ -360,18 +329,19 @@ def fit_gaussian_mixture(
     prior: GaussianMixturePrior | None = None,
     chunk_size: int | None = None,
     progress_interval: int | None = None,
-    method: str = "em",
-    method_options: dict[str, Any] | None = None,
+    kernel: str = "em",
+    kernel_options: dict[str, Any] | None = None,
     polish_iter: int = 0,
-    polish_method: str = "em",
+    polish_kernel: str = "em",
     polish_options: dict[str, Any] | None = None,
     polish_tol: float | None = None,
     mesh: Mesh | None = None,
 ) -> FitResult:
-    """Fit a Gaussian mixture with a registered kernel and vectorized restarts.
+    """Run one kernel with vectorized restarts; choose the best restart.
 
     Inputs are assumed validated (:mod:`numpyro_gmm.validation`); ``x`` is a float array of
-    shape (N, D) on the device.
+    shape (N, D) on the device. Users call :func:`numpyro_gmm.pipeline.fit_mixture` (methods,
+    validation, warnings), which calls this.
 
     Parameters
     ----------
@@ -382,9 +352,9 @@ def fit_gaussian_mixture(
     covariance_type : {"full", "tied", "diag", "spherical"}
     rng_key : PRNGKey or int
         Restart ``r`` uses ``split(rng_key, R)[r]`` for its initialization.
-    n_restarts : int
+    num_restarts : int
         Number of restarts ``R``, run as one vmapped program.
-    init_method : {"kmeans", "k-means++", "random", "random_from_data"}
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}
     initial : InitialValues, optional
         User values that replace the init method's (for every restart).
     max_iter, tol : int, float
@@ -398,28 +368,27 @@ def fit_gaussian_mixture(
         Rows per E-step chunk; by default about ``2**20 / (K D)``.
     progress_interval : int, optional
         If set, report progress on stderr every that many iterations.
-    method : str
+    kernel : str
         A kernel module of :mod:`numpyro_gmm.kernels` (``"em"`` by default).
-    method_options : dict, optional
-        Keyword options of the method's ``build_kernel`` (static: one compilation each).
+    kernel_options : dict, optional
+        Keyword options of the kernel's ``build_kernel`` (static: one compilation each).
     polish_iter : int
-        After the method's loop, at most this many steps (``polish_tol``) of the polish kernel
+        After the kernel's loop, at most this many steps (``polish_tol``) of the polish kernel
         from every restart's parameters, before scoring and selection.
-    polish_method, polish_options : str, dict
+    polish_kernel, polish_options : str, dict
         The polish kernel (plain (MAP-)EM by default) and its options.
     polish_tol : float, optional
-        Convergence threshold of the polish (default ``tol``); a stochastic method can run its
-        own loop with ``tol=0`` and still let the polish stop on convergence.
+        Convergence threshold of the polish (default ``tol``).
     mesh : Mesh, optional
         Data parallelism over the devices of a one-axis mesh
-        (:func:`numpyro_gmm.parallel.data_mesh`): the rows are sharded over them and the
-        sufficient statistics summed across them; the result equals the single-device
-        fit up to float reassociation. ``None``: one device (or the mesh of ``ShardedRows``).
+        (:func:`numpyro_gmm.parallel.data_mesh`). ``None``: one device (or the mesh of
+        ``ShardedRows``).
 
     Returns
     -------
     FitResult
     """
+    covariance_type = check_covariance_type(covariance_type)
     if mesh is not None or isinstance(x, ShardedRows):
         x = shard_rows(x, x.mesh if mesh is None else mesh)
         n_samples, n_features = x.n_samples, x.n_features
@@ -427,31 +396,34 @@ def fit_gaussian_mixture(
         n_samples, n_features = x.shape
     if chunk_size is None:
         chunk_size = default_chunk_size(n_samples, n_components, n_features)
+    chunk_size = int(min(chunk_size, n_samples))
+    if isinstance(x, ShardedRows):
+        rows, init_rows = RowPlan(chunk_size, DATA_AXIS, n_samples), RowPlan(chunk_size)
+    else:
+        rows, init_rows = RowPlan(chunk_size), None
     config = _Config(
         n_components,
         covariance_type,
-        init_method,
+        init_params,
         max_iter,
-        int(min(chunk_size, n_samples)),
-        method,
-        tuple(sorted((method_options or {}).items())),
+        rows,
+        kernel,
+        tuple(sorted((kernel_options or {}).items())),
         polish_iter,
-        polish_method,
+        polish_kernel,
         tuple(sorted((polish_options or {}).items())),
+        init_rows,
     )
-    if isinstance(rng_key, int):
-        rng_key = jax.random.key(rng_key)
-    keys = jax.random.split(rng_key, n_restarts)
+    keys = jax.random.split(as_rng_key(rng_key), num_restarts)
     initial = InitialValues() if initial is None else initial
     dtype = x.dtype
     initial = InitialValues(*(None if v is None else jnp.asarray(v, dtype) for v in initial))
-    if prior is not None:
-        prior = _cast_prior(prior, dtype)
+    prior = cast_prior(prior, dtype)
     # (loop tolerance, polish tolerance), traced: new values do not recompile.
     tol = jnp.asarray([tol, tol if polish_tol is None else polish_tol], dtype)
     reg_covar = jnp.asarray(reg_covar, dtype)
     if isinstance(x, ShardedRows):
-        programs = _sharded_programs(config, x.mesh, x.n_samples)
+        programs = _sharded_programs(config, x.mesh)
         x = x.array
     else:
         programs = _single_device_programs(config)
@@ -461,9 +433,7 @@ def fit_gaussian_mixture(
         )
     else:
         run_states, final = programs.fit(keys, x, initial, tol, reg_covar, prior)
-    return _select_best(
-        jax.device_get(run_states), jax.device_get(final), max_iter, covariance_type
-    )
+    return _collect(jax.device_get(run_states), jax.device_get(final), config, n_samples=n_samples)
 
 
 def _positive_definite(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
@@ -481,64 +451,39 @@ def _positive_definite(covariances: np.ndarray, covariance_type: str) -> np.ndar
     return finite & np.reshape(smallest > 0, (n_restarts, -1)).all(axis=1)
 
 
-def _select_best(run_states, final: _Final, max_iter: int, covariance_type: str) -> FitResult:
-    objective, counts, covariances = final.objective, final.counts, final.covariances
+def _collect(run_states, final: _Final, config: _Config, *, n_samples: int) -> FitResult:
+    """Flag failed restarts, choose the best, and gather everything as numpy."""
     # A covariance rebuilt in float32 from a nearly singular precision (N < D) can have a
     # negative eigenvalue that the loop's Cholesky did not see: that restart failed too.
-    failed = np.asarray(run_states.failed) | ~_positive_definite(covariances, covariance_type)
+    objective = np.asarray(final.objective, np.float64)
+    failed = (
+        np.asarray(run_states.failed)
+        | ~_positive_definite(final.covariances, config.covariance_type)
+        | ~np.isfinite(objective)
+    )
     converged = np.asarray(run_states.converged)
+    n_iter = np.asarray(run_states.n_iter, np.int64)
+    polish_trace = None
     if final.polish is not None:
         failed = failed | np.asarray(final.polish.failed)
         converged = converged | np.asarray(final.polish.converged)
-    if failed.all():
-        raise ValueError(
-            "Fitting the mixture model failed because some components have ill-defined "
-            "empirical covariance (for instance caused by singleton or collapsed samples). "
-            "Try to decrease the number of components, increase reg_covar, or scale the "
-            "input data (in float32, also try enabling float64 with "
-            "jax.config.update('jax_enable_x64', True))."
-        )
-    if failed.any():
-        warnings.warn(
-            f"{int(failed.sum())} of {failed.size} restarts stopped early because a covariance "
-            "became singular; they keep their last finite parameters. Increase reg_covar or "
-            "scale the data to avoid this.",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-    candidates = np.where(failed, -np.inf, objective)
-    best = int(np.argmax(candidates))
-    params = jax.tree.map(lambda leaf: np.asarray(leaf[best]), final.params)
-    if max_iter > 0 and not converged[best]:
-        warnings.warn(
-            "Best performing initialization did not converge. Try different init parameters, "
-            "or increase max_iter, tol, or check for degenerate data.",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-    best_counts = np.asarray(counts[best])
-    empty = np.flatnonzero(best_counts < 1.0)
-    if empty.size:
-        warnings.warn(
-            f"Component(s) {empty.tolist()} explain less than one data point "
-            f"(effective counts {np.round(best_counts[empty], 4).tolist()}); their parameters "
-            "stay finite but are not identified by the data. Consider fewer components.",
-            EmptyComponentWarning,
-            stacklevel=3,
-        )
+        n_iter = n_iter + np.asarray(final.polish.n_iter, np.int64)
+        polish_trace = np.asarray(final.polish.trace)
+    restarts = Restarts(objective=objective, n_iter=n_iter, converged=converged, failed=failed)
+    best = choose_restart(restarts)
+    params = GMMParams(*(np.asarray(leaf[best]) for leaf in final.params))
     return FitResult(
-        params=GMMParams(*params),
-        covariances=np.asarray(covariances[best]),
+        params=params,
         objective=float(objective[best]),
         best_restart=best,
-        counts=best_counts,
-        restart_objective=np.asarray(objective),
-        restart_n_iter=np.asarray(run_states.n_iter),
-        restart_converged=converged,
-        restart_failed=failed,
+        restarts=restarts,
         trace=np.asarray(run_states.trace),
-        polish_trace=None if final.polish is None else np.asarray(final.polish.trace),
-        polish_n_iter=None if final.polish is None else np.asarray(final.polish.n_iter),
+        method=config.kernel,
+        covariance_type=config.covariance_type,
+        covariances=np.asarray(final.covariances[best]),
+        counts=np.asarray(final.counts[best]),
+        polish_trace=polish_trace,
+        n_samples=int(n_samples),
     )
 
 
@@ -558,6 +503,7 @@ def weighted_log_prob(
     Rows go through the device in fixed-size chunks (the last one padded), so memory stays
     bounded and one compilation serves any ``N``.
     """
+    covariance_type = check_covariance_type(covariance_type)
     n_samples = x.shape[0]
     rows = min(n_samples, _PREDICT_CHUNK_ROWS)
     params = GMMParams(*(jnp.asarray(leaf, x.dtype) for leaf in params))
@@ -572,22 +518,17 @@ def weighted_log_prob(
     return np.concatenate(pieces)
 
 
-def _log_joint_value(x, params, prior, covariance_type, chunk_size):
-    stats = sufficient_statistics(x, params, covariance_type, chunk_size)
-    if prior is None:
-        return stats.log_likelihood
-    return stats.log_likelihood + log_prior(params, prior, covariance_type)
+@functools.partial(jax.jit, static_argnames=("covariance_type", "rows"))
+def _log_joint_program(x, params, prior, covariance_type, rows):
+    return _score(x, params, prior, covariance_type, rows)[0]
 
 
-_log_joint_program = jax.jit(_log_joint_value, static_argnames=("covariance_type", "chunk_size"))
-
-
-@functools.lru_cache(maxsize=32)
-def _sharded_log_joint_program(covariance_type, chunk_size, mesh: Mesh, n_samples: int):
+@functools.lru_cache(maxsize=16)
+def _sharded_log_joint_program(covariance_type, rows: RowPlan, mesh: Mesh):
     def value(params, x, prior):
-        return _log_joint_value(x, params, prior, covariance_type, chunk_size)
+        return _score(x, params, prior, covariance_type, rows)[0]
 
-    program = _data_parallel(value, mesh, n_samples, 3)
+    program = _data_parallel(value, mesh, 3)
     return lambda x, params, prior: program(params, x, prior)
 
 
@@ -604,15 +545,16 @@ def log_joint(
     With ``mesh`` (or ``ShardedRows``) the sum over rows runs data-parallel, as in
     :func:`fit_gaussian_mixture`.
     """
+    covariance_type = check_covariance_type(covariance_type)
     sharded = mesh is not None or isinstance(x, ShardedRows)
     if sharded:
         x = shard_rows(x, x.mesh if mesh is None else mesh)
     n_samples, n_features = (x.n_samples, x.n_features) if sharded else x.shape
     chunk_size = default_chunk_size(n_samples, params.means.shape[0], n_features)
     params = GMMParams(*(jnp.asarray(leaf, x.dtype) for leaf in params))
-    if prior is not None:
-        prior = _cast_prior(prior, x.dtype)
+    prior = cast_prior(prior, x.dtype)
     if sharded:
-        program = _sharded_log_joint_program(covariance_type, chunk_size, x.mesh, n_samples)
+        rows = RowPlan(chunk_size, DATA_AXIS, n_samples)
+        program = _sharded_log_joint_program(covariance_type, rows, x.mesh)
         return float(program(x.array, params, prior))
-    return float(_log_joint_program(x, params, prior, covariance_type, chunk_size))
+    return float(_log_joint_program(x, params, prior, covariance_type, RowPlan(chunk_size)))

@@ -1,4 +1,5 @@
-"""MAP inference for NumPyro mixture models: ``fit``, ``MAP`` and the ``EM`` kernel.
+"""MAP inference for NumPyro mixture models: ``fit``, ``MAP`` and the algorithms ``EM``,
+``BigLearnEM`` and ``GradientEM``.
 
 ``EM(model)`` finds the MAP of the model's own log joint (constrained parameters, no
 Jacobian: the objective of NumPyro's ``log_density`` and of SVI with ``AutoDelta``):
@@ -16,7 +17,6 @@ Restarts run as one vmapped program and the best (highest log joint) is returned
 restart's objective is kept.
 """
 
-import warnings
 from typing import Any
 
 import jax
@@ -27,15 +27,17 @@ from numpyro import handlers
 from numpyro.distributions import constraints
 
 from numpyro_gmm import driver
-from numpyro_gmm.fitting import ConvergenceWarning, InitialValues
-from numpyro_gmm.kernels import em as em_kernel
-from numpyro_gmm.methods import run_method
+from numpyro_gmm.fit_result import FitResult, Restarts, choose_restart, warn_about
+from numpyro_gmm.fitting import InitialValues, as_rng_key
+from numpyro_gmm.kernels import get_kernel
+from numpyro_gmm.map_result import MAPResult
 from numpyro_gmm.mixture.init import kmeans_plusplus_indices, random_from_data_indices
 from numpyro_gmm.mixture.params import precisions_cholesky_from_covariances
 from numpyro_gmm.numpyro_bridge import MixtureModel, UnsupportedModelError, read_model
 from numpyro_gmm.numpyro_bridge.conjugate import ConjugateMixture, match_conjugate
 from numpyro_gmm.numpyro_bridge.reader import unwrap
-from numpyro_gmm.results import MAPResult
+from numpyro_gmm.pipeline import fit_mixture
+from numpyro_gmm.program_cache import ProgramCache
 from numpyro_gmm.validation import (
     check_data,
     check_n_samples,
@@ -55,12 +57,8 @@ _SEEDING = {
 }
 
 
-def _as_key(rng_key) -> jax.Array:
-    return jax.random.key(rng_key) if isinstance(rng_key, int) else rng_key
-
-
-class _MAPKernel:
-    """What every MAP kernel shares: the model, the stopping rule and the engine options."""
+class _MAPAlgorithm:
+    """What every MAP algorithm shares: the model, the stopping rule and the engine options."""
 
     def __init__(
         self,
@@ -95,8 +93,8 @@ class _MAPKernel:
         }
 
 
-class EM(_MAPKernel):
-    """EM (closed-form or generalized) as a MAP kernel for a NumPyro mixture model.
+class EM(_MAPAlgorithm):
+    """EM (closed-form or generalized) as a MAP algorithm for a NumPyro mixture model.
 
     Parameters
     ----------
@@ -171,16 +169,7 @@ class EM(_MAPKernel):
         if self.initial_values:
             initial = _initial_from_sites(conjugate, self.initial_values, x.dtype)
         return _fit_conjugate(
-            "em",
-            self,
-            rng_key,
-            x,
-            num_restarts,
-            conjugate,
-            mixture,
-            initial=initial,
-            options={},
-            m_step="closed_form",
+            "em", self, rng_key, x, num_restarts, conjugate, mixture, initial=initial
         )
 
     # -- generalized EM on the model's own log density -------------------------------------
@@ -204,45 +193,46 @@ class EM(_MAPKernel):
         return values
 
     def _run_generalized(self, rng_key, x, num_restarts, mixture: MixtureModel) -> MAPResult:
-        keys = jax.random.split(_as_key(rng_key), num_restarts)
+        keys = jax.random.split(as_rng_key(rng_key), num_restarts)
         starts = [mixture.unconstrain(self._initial_values(k, x, mixture)) for k in keys]
         unconstrained = jax.tree.map(lambda *leaves: jnp.stack(leaves), *starts)
         program = _generalized_program(mixture, self.m_steps, self.max_iter)
         data = (jnp.asarray(x), *mixture.args[1:])
         run_states = program(keys, unconstrained, data, jnp.asarray(self.tol, data[0].dtype))
         finals = jax.vmap(mixture.constrain)(run_states.kernel_state.params)
-        objectives = np.asarray(jax.vmap(mixture.log_joint)(finals))
+        objectives = np.asarray(jax.vmap(mixture.log_joint)(finals), np.float64)
         # A restart whose parameters overflow (e.g. a scale to inf on a component with ~0
         # weight) can keep a finite objective: it failed all the same.
         finite_params = np.all(
             [np.isfinite(np.reshape(v, (len(keys), -1))).all(axis=1) for v in finals.values()],
             axis=0,
         )
-        failed = np.asarray(run_states.failed) | ~np.isfinite(objectives) | ~finite_params
-        if failed.all():
-            raise ValueError(
-                "Every restart of generalized EM produced non-finite parameters. Check the "
-                "model's priors and supports, scale the data, or pass initial_values."
-            )
-        best = int(np.argmax(np.where(failed, -np.inf, objectives)))
-        _warn_generalized(failed, np.asarray(run_states.converged)[best], self.max_iter)
+        restarts = Restarts(
+            objective=objectives,
+            n_iter=np.asarray(run_states.n_iter, np.int64),
+            converged=np.asarray(run_states.converged),
+            failed=np.asarray(run_states.failed) | ~np.isfinite(objectives) | ~finite_params,
+        )
+        best = choose_restart(restarts)
         params = {name: np.asarray(value[best]) for name, value in finals.items()}
-        return MAPResult.from_fit(
-            mixture,
-            params,
-            method="em",
-            restart_objective=objectives,
-            restart_n_iter=np.asarray(run_states.n_iter),
-            restart_converged=np.asarray(run_states.converged),
+        fit = FitResult(
+            params=params,
+            objective=float(objectives[best]),
+            best_restart=best,
+            restarts=restarts,
             trace=np.asarray(run_states.trace),
+            method="em",
+            n_samples=int(np.shape(x)[0]),
             options={"m_step": "generalized", **self._options()},
         )
+        warn_about(fit, max_iter=self.max_iter, stacklevel=4)
+        return MAPResult.from_fit(mixture, params, fit)
 
     def _options(self) -> dict[str, Any]:
         return {**super()._options(), "m_steps": self.m_steps}
 
 
-_PROGRAMS: dict = {}
+_PROGRAMS = ProgramCache(maxsize=16)
 
 
 def _generalized_program(mixture: MixtureModel, m_steps: int, max_iter: int):
@@ -250,36 +240,40 @@ def _generalized_program(mixture: MixtureModel, m_steps: int, max_iter: int):
 
     A fresh closure would hash differently on every call and recompile; the program depends
     only on the model function, its sites and the static options, so it is cached on those.
+    It closes over the model without its data (passed as arguments): the cache keeps no data.
     """
-    key = (*mixture.structure_key(), m_steps, max_iter)
-    if mixture.kwargs or key not in _PROGRAMS:
+    if mixture.kwargs:  # keyword arguments may hold data: built for this call only
+        return _build_generalized_program(mixture, m_steps, max_iter)
+    return _PROGRAMS.get(
+        (*mixture.structure_key(), m_steps, max_iter),
+        lambda: _build_generalized_program(mixture.without_data(), m_steps, max_iter),
+    )
 
-        def log_probs_and_prior(params, data):
-            return mixture.component_log_probs_and_log_prior(mixture.constrain(params), data)
 
-        step = em_kernel.build_generalized_kernel(log_probs_and_prior, m_steps=m_steps)
+def _build_generalized_program(mixture: MixtureModel, m_steps: int, max_iter: int):
+    kernel = get_kernel("generalized_em", parameters="pytree")
 
-        @jax.jit
-        def program(keys, unconstrained, data, tol):
-            states = jax.vmap(
-                lambda u: driver.init_run_state(
-                    em_kernel.GeneralizedEMState(u), max_iter, tol.dtype
-                )
-            )(unconstrained)
-            return driver.advance_restarts(
-                keys,
-                step,
-                states,
-                data,
-                stop_at=max_iter,
-                tol=tol,
-                objective_scale=1.0 / data[0].shape[0],
-            )
+    def log_probs_and_prior(params, data):
+        return mixture.component_log_probs_and_log_prior(mixture.constrain(params), data)
 
-        if mixture.kwargs:
-            return program
-        _PROGRAMS[key] = program
-    return _PROGRAMS[key]
+    step = kernel.build_kernel(log_probs_and_prior, m_steps=m_steps)
+
+    @jax.jit
+    def program(keys, unconstrained, data, tol):
+        states = jax.vmap(lambda u: driver.init_run_state(kernel.init(u), max_iter, tol.dtype))(
+            unconstrained
+        )
+        return driver.advance_restarts(
+            keys,
+            step,
+            states,
+            data,
+            stop_at=max_iter,
+            tol=tol,
+            objective_scale=1.0 / data[0].shape[0],
+        )
+
+    return program
 
 
 def _component_location_site(mixture: MixtureModel, trace) -> str | None:
@@ -305,25 +299,6 @@ def _component_location_site(mixture: MixtureModel, trace) -> str | None:
         if jnp.shape(candidate) == jnp.shape(target) and bool(jnp.allclose(candidate, target)):
             return name
     return None
-
-
-def _warn_generalized(failed: np.ndarray, best_converged: bool, max_iter: int) -> None:
-    """The warnings the closed-form engine gives, for generalized EM's restarts."""
-    if failed.any():
-        warnings.warn(
-            f"{int(failed.sum())} of {failed.size} restarts of generalized EM stopped with "
-            "non-finite parameters and were left out. Scale the data, check the priors, or "
-            "pass initial_values.",
-            ConvergenceWarning,
-            stacklevel=4,
-        )
-    if max_iter > 0 and not best_converged:
-        warnings.warn(
-            "Best performing initialization did not converge. Increase max_iter, or "
-            "num_restarts, or check for degenerate data.",
-            ConvergenceWarning,
-            stacklevel=4,
-        )
 
 
 def _read_mixture(model, x, model_args, model_kwargs) -> MixtureModel:
@@ -386,53 +361,51 @@ def _initial_from_sites(conjugate: ConjugateMixture, values: dict, dtype) -> Ini
 
 
 def _fit_conjugate(
-    method,
-    kernel,
+    method: str,
+    algorithm: "_MAPAlgorithm",
     rng_key,
     x,
-    num_restarts,
-    conjugate,
-    mixture,
+    num_restarts: int,
+    conjugate: ConjugateMixture,
+    mixture: MixtureModel,
     *,
-    initial,
-    options,
-    m_step,
-    prior=True,
+    initial: InitialValues | None = None,
+    options: dict | None = None,
 ) -> MAPResult:
-    """Run an array method on a conjugate model with its priors; map back to the sites."""
+    """Run ``method``'s recipe on a conjugate model with its priors; map back to the sites."""
     xm = x if x.ndim == 2 else x[:, None]
-    check_reg_covar_scale(xm, kernel.reg_covar)
-    outcome = run_method(
-        method,
+    check_reg_covar_scale(xm, algorithm.reg_covar)
+    fit = fit_mixture(
         to_device(xm),
         mixture.n_components,
-        covariance_type=conjugate.covariance_type,
-        rng_key=_as_key(rng_key),
-        n_restarts=num_restarts,
-        init_method=kernel.init_params,
-        initial=initial,
-        max_iter=kernel.max_iter,
-        tol=kernel.tol,
-        reg_covar=kernel.reg_covar,
-        prior=conjugate.prior if prior else None,
-        options=options,
-    )
-    result = outcome.fit
-    params = conjugate.to_sites(result.params.weights, result.params.means, result.covariances)
-    return MAPResult.from_fit(
-        mixture,
-        params,
         method=method,
-        restart_objective=result.restart_objective,
-        restart_n_iter=result.restart_n_iter,
-        restart_converged=result.restart_converged,
-        trace=result.trace,
-        options={"m_step": m_step, **kernel._options(), **options},
+        covariance_type=conjugate.covariance_type,
+        rng_key=rng_key,
+        num_restarts=num_restarts,
+        init_params=algorithm.init_params,
+        initial=initial,
+        max_iter=algorithm.max_iter,
+        tol=algorithm.tol,
+        reg_covar=algorithm.reg_covar,
+        prior=conjugate.prior,
+        options=options,
+        warn=True,
     )
+    found = fit.n_components
+    if found != mixture.n_components:
+        raise ValueError(
+            f"Gradient EM found {found} components where the model has "
+            f"{mixture.n_components}; fit a model with n_components={found}, or use "
+            "method='em' / 'biglearn_em' for a fixed number of components."
+        )
+    fit = fit.replace(options={"m_step": "closed_form", **algorithm._options(), **fit.options})
+    params = conjugate.to_sites(fit.params.weights, fit.params.means, fit.covariances)
+    return MAPResult.from_fit(mixture, params, fit)
 
 
-class _ConjugateMethod(_MAPKernel):
-    """A method of :mod:`numpyro_gmm.methods` as a MAP kernel for conjugate Gaussian models."""
+class _ConjugateMethod(_MAPAlgorithm):
+    """A method of :mod:`numpyro_gmm.pipeline` as a MAP algorithm for conjugate Gaussian
+    models (the model's priors go into every stage that takes them)."""
 
     method = ""
 
@@ -455,18 +428,11 @@ class _ConjugateMethod(_MAPKernel):
                 f"method={self.method!r} takes no {', '.join(em_only)}: it starts from its own "
                 "initializations (init_params). Use method='em' for these options."
             )
-        for name, value in method_options.items():
-            # Method options are static configuration of the compiled program: JAX needs
-            # them hashable, and an array would otherwise fail deep inside the fit.
-            try:
-                hash(value)
-            except TypeError:
-                raise TypeError(
-                    f"Method option {name}={value!r} must be a number, a bool or a string."
-                ) from None
         self.method_options = method_options
 
-    def _conjugate(self, x, model_args, model_kwargs):
+    def run(self, rng_key, x, num_restarts: int, model_args=(), model_kwargs=None) -> MAPResult:
+        """Fit ``num_restarts`` restarts and return the best as a :class:`MAPResult`."""
+        x = _check_observations(x)
         mixture = _read_mixture(self.model, x, model_args, model_kwargs)
         conjugate = match_conjugate(mixture)
         if conjugate is None:
@@ -477,24 +443,6 @@ class _ConjugateMethod(_MAPKernel):
                 "numpyro_gmm.models.gaussian_mixture); this model is not one. "
                 "method='em' fits any mixture model by generalized EM."
             )
-        return mixture, conjugate
-
-
-class BigLearnEM(_ConjugateMethod):
-    """BigLearn-EM (Cong & Li 2024) for a conjugate Gaussian NumPyro model.
-
-    The joint, marginal and rotated-marginal matchings use the MAP M-step under the
-    model's priors (marginal priors on the matched block), then the documented polish
-    (see :mod:`numpyro_gmm.methods`). Options are those of
-    :func:`numpyro_gmm.kernels.biglearn_em.build_kernel` plus ``polish_iter``.
-    """
-
-    method = "biglearn_em"
-
-    def run(self, rng_key, x, num_restarts, model_args=(), model_kwargs=None) -> MAPResult:
-        """Fit ``num_restarts`` restarts and return the best as a :class:`MAPResult`."""
-        x = _check_observations(x)
-        mixture, conjugate = self._conjugate(x, model_args, model_kwargs)
         return _fit_conjugate(
             self.method,
             self,
@@ -503,85 +451,54 @@ class BigLearnEM(_ConjugateMethod):
             num_restarts,
             conjugate,
             mixture,
-            initial=None,
             options=self.method_options,
-            m_step="closed_form",
         )
+
+
+class BigLearnEM(_ConjugateMethod):
+    """BigLearn-EM (Cong & Li 2024) for a conjugate Gaussian NumPyro model.
+
+    The joint, marginal and rotated-marginal matchings use the MAP M-step under the
+    model's priors (marginal priors on the matched block), then the documented polish
+    (see :mod:`numpyro_gmm.pipeline`). Options are those of
+    :func:`numpyro_gmm.kernels.biglearn_em.build_kernel` plus ``polish_iter`` and
+    ``standardize``.
+    """
+
+    method = "biglearn_em"
 
 
 class GradientEM(_ConjugateMethod):
     """Over-parameterized gradient EM, prune-and-merge, then MAP-EM under the model's priors.
 
     Gradient EM explores with ``n = ceil(3 m ln m)`` components by maximum likelihood (the
-    setting of its theory), prunes and merges back to ``m'`` components, and, when
-    ``m' = K`` (the model's number of components), closed-form MAP-EM under the model's
-    priors finishes from the merged parameters. When ``m' != K`` the model cannot hold the
-    answer and an error says how many components were found. Options are those of
-    :func:`numpyro_gmm.overparameterized.fit_gradient_em` (``learn_covariance`` defaults to
-    True here, since a model's covariances are parameters).
+    setting of its theory), prunes and merges back to ``m'`` components, and closed-form
+    MAP-EM under the model's priors finishes from the merged parameters
+    (:mod:`numpyro_gmm.pipeline`). When ``m'`` differs from the model's ``K`` the model
+    cannot hold the answer and an error says how many components were found. Options are
+    those of the ``"gradient_em"`` method (:func:`numpyro_gmm.pipeline.method_options`).
     """
 
     method = "gradient_em"
 
-    def run(self, rng_key, x, num_restarts, model_args=(), model_kwargs=None) -> MAPResult:
-        """Explore, merge, and finish with MAP-EM; the result is a :class:`MAPResult`."""
-        x = _check_observations(x)
-        mixture, conjugate = self._conjugate(x, model_args, model_kwargs)
-        xm = x if x.ndim == 2 else x[:, None]
-        check_reg_covar_scale(xm, self.reg_covar)
-        options = {"learn_covariance": True, "polish_iter": 0, **self.method_options}
-        outcome = run_method(
-            "gradient_em",
-            to_device(xm),
-            mixture.n_components,
-            covariance_type=conjugate.covariance_type,
-            rng_key=_as_key(rng_key),
-            n_restarts=num_restarts,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            reg_covar=self.reg_covar,
-            options=options,
-        )
-        found = outcome.extras["n_components_found"]
-        if found != mixture.n_components:
-            raise ValueError(
-                f"Gradient EM found {found} components where the model has "
-                f"{mixture.n_components}; fit a model with n_components={found}, or use "
-                "method='em' / 'biglearn_em' for a fixed number of components."
-            )
-        merged = outcome.fit.params
-        initial = InitialValues(merged.weights, merged.means, merged.precisions_cholesky)
-        return _fit_conjugate(
-            "em",
-            self,
-            rng_key,
-            x,
-            1,
-            conjugate,
-            mixture,
-            initial=initial,
-            options={},
-            m_step="closed_form",
-        )._replace_method("gradient_em", outcome.extras)
-
 
 class MAP:
-    """Run a MAP kernel (``EM``, ...) with vectorized restarts.
+    """Run a MAP algorithm (``EM``, ``BigLearnEM``, ``GradientEM``) with vectorized restarts.
 
     Example
     -------
     >>> result = MAP(EM(model), num_restarts=8).run(jax.random.key(0), x)
     """
 
-    def __init__(self, kernel, num_restarts: int = 8) -> None:
+    def __init__(self, algorithm, num_restarts: int = 8) -> None:
         if not isinstance(num_restarts, int) or num_restarts < 1:
             raise ValueError(f"num_restarts must be an integer >= 1, got {num_restarts!r}.")
-        self.kernel = kernel
+        self.algorithm = algorithm
         self.num_restarts = num_restarts
 
     def run(self, rng_key, x, *model_args, **model_kwargs) -> MAPResult:
         """Fit ``x`` (passed to the model first, then ``model_args``/``model_kwargs``)."""
-        return self.kernel.run(rng_key, x, self.num_restarts, model_args, model_kwargs)
+        return self.algorithm.run(rng_key, x, self.num_restarts, model_args, model_kwargs)
 
 
 _METHODS = {"em": EM, "biglearn_em": BigLearnEM, "gradient_em": GradientEM}
@@ -622,5 +539,5 @@ def fit(
     """
     if method not in _METHODS:
         raise ValueError(f"Unknown method {method!r}; use one of {tuple(_METHODS)}.")
-    kernel = _METHODS[method](model, max_iter=max_iter, tol=tol, **options)
-    return MAP(kernel, num_restarts).run(rng_key, x)
+    algorithm = _METHODS[method](model, max_iter=max_iter, tol=tol, **options)
+    return MAP(algorithm, num_restarts).run(rng_key, x)

@@ -33,10 +33,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from numpyro_gmm.program_cache import ProgramCache
+
 if TYPE_CHECKING:
     import xarray as xr
 
-    from numpyro_gmm.results import MAPResult
+    from numpyro_gmm.map_result import MAPResult
 
 __all__ = [
     "LaplaceApproximation",
@@ -145,7 +147,7 @@ def _float64_pieces(result: MAPResult):
 
 # Compiled programs, one per model structure (as in numpyro_gmm.infer): a fresh closure
 # would be traced and compiled again on every call.
-_PROGRAMS: dict = {}
+_PROGRAMS = ProgramCache(maxsize=16)
 
 
 def _programs(result: MAPResult, unravel, args: tuple):
@@ -156,26 +158,30 @@ def _programs(result: MAPResult, unravel, args: tuple):
     pointwise log-likelihood. Array arguments of the model are passed in (``arrays``), the
     others are closed over.
     """
-    import jax
     import jax.numpy as jnp
 
-    mixture = result.mixture
     dynamic = tuple(i for i, a in enumerate(args) if isinstance(a, np.ndarray | jnp.ndarray))
     static = tuple((i, a) for i, a in enumerate(args) if i not in dynamic)
     shapes = tuple((name, np.shape(v)) for name, v in sorted(result.params.items()))
-    key = (*mixture.structure_key(), shapes, static)
-    try:
-        cacheable = not mixture.kwargs and (hash(key) is not None)
-    except TypeError:  # an unhashable non-array argument: compile without caching
-        cacheable = False
-    if cacheable and key in _PROGRAMS:
-        return _PROGRAMS[key]
+    if result.mixture.kwargs:  # keyword arguments may hold data: not cached
+        return _build_programs(result.mixture.without_data(), unravel, len(args), dynamic, static)
+    key = (*result.mixture.structure_key(), shapes, static)
+    return _PROGRAMS.get(
+        key,
+        lambda: _build_programs(result.mixture.without_data(), unravel, len(args), dynamic, static),
+    )
+
+
+def _build_programs(mixture, unravel, n_args: int, dynamic: tuple, static: tuple):
+    import jax
+    import jax.numpy as jnp
+
     transforms = mixture.transforms()
 
     def full_args(arrays):
         merged = dict(static)
         merged.update(zip(dynamic, arrays, strict=True))
-        return tuple(merged[i] for i in range(len(args)))
+        return tuple(merged[i] for i in range(n_args))
 
     def log_target(flat, model_args):
         unconstrained = unravel(flat)
@@ -207,8 +213,6 @@ def _programs(result: MAPResult, unravel, args: tuple):
 
         return jax.vmap(one)(draws)
 
-    if cacheable:
-        _PROGRAMS[key] = (derivatives, score)
     return derivatives, score
 
 

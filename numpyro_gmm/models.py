@@ -34,7 +34,8 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from numpyro_gmm._types import COVARIANCE_TYPES, CovarianceType
+from numpyro_gmm._types import CovarianceType
+from numpyro_gmm.mixture.covariance import dispatch, is_matrix_type
 
 __all__ = ["gaussian_mixture", "GaussianMixtureSpec", "COVARIANCE_SITES"]
 
@@ -84,7 +85,7 @@ class GaussianMixtureSpec(NamedTuple):
             "mean_loc": jnp.broadcast_to(mean_loc, (n_features,)),
             "mean_precision": jnp.asarray(self.mean_precision),
         }
-        if self.covariance_type in ("full", "tied"):
+        if is_matrix_type(self.covariance_type):
             scale = (
                 jnp.diag(0.1 * spread)
                 if self.covariance_scale is None
@@ -94,7 +95,11 @@ class GaussianMixtureSpec(NamedTuple):
             hyper.update(covariance_df=jnp.asarray(df), covariance_scale=scale)
         else:
             if self.variance_rate is None:
-                rate = 0.1 * spread if self.covariance_type == "diag" else 0.1 * jnp.mean(spread)
+                default_rate = dispatch(
+                    self.covariance_type,
+                    {"diag": lambda: 0.1 * spread, "spherical": lambda: 0.1 * jnp.mean(spread)},
+                )
+                rate = default_rate()
             else:
                 rate = jnp.asarray(self.variance_rate)
             hyper.update(
@@ -177,12 +182,81 @@ def _check_feature_hyperparameters(spec: GaussianMixtureSpec, n_features: int) -
                 "of prior variances)."
             )
     if spec.variance_rate is not None:
-        allowed = ((), (d,)) if spec.covariance_type == "diag" else ((),)
+        allowed = dispatch(
+            spec.covariance_type,
+            {"full": ((),), "tied": ((),), "diag": ((), (d,)), "spherical": ((),)},
+        )
         if np.shape(spec.variance_rate) not in allowed:
             raise ValueError(
                 f"variance_rate should have shape {' or '.join(map(str, allowed))} for "
                 f"covariance_type={spec.covariance_type!r}, got {np.shape(spec.variance_rate)}."
             )
+
+
+def _inverse_wishart(hyper: dict[str, Any]):
+    return dist.InverseWishart(hyper["covariance_df"], scale_matrix=hyper["covariance_scale"])
+
+
+def _gaussian_components(hyper: dict[str, Any], covariances):
+    """``locs`` site and Gaussian components with (K, D, D) covariances (in the plate)."""
+    locs = numpyro.sample(
+        "locs", dist.MultivariateNormal(hyper["mean_loc"], covariances / hyper["mean_precision"])
+    )
+    return dist.MultivariateNormal(locs, covariance_matrix=covariances)
+
+
+def _normal_components(hyper: dict[str, Any], scales, n_components: int):
+    """``locs`` site and independent-Normal components with scales (K, D) or (K, 1)."""
+    scales = jnp.broadcast_to(scales, (n_components, hyper["mean_loc"].shape[0]))
+    locs = numpyro.sample(
+        "locs",
+        dist.Normal(hyper["mean_loc"], scales / jnp.sqrt(hyper["mean_precision"])).to_event(1),
+    )
+    return dist.Normal(locs, scales).to_event(1)
+
+
+def _full_components(hyper: dict[str, Any], n_components: int):
+    with numpyro.plate("components", n_components):
+        covariances = numpyro.sample("covariances", _inverse_wishart(hyper))
+        return _gaussian_components(hyper, covariances)
+
+
+def _tied_components(hyper: dict[str, Any], n_components: int):
+    covariance = numpyro.sample("covariance", _inverse_wishart(hyper))
+    with numpyro.plate("components", n_components):
+        covariances = jnp.broadcast_to(covariance, (n_components, *covariance.shape))
+        return _gaussian_components(hyper, covariances)
+
+
+def _diag_components(hyper: dict[str, Any], n_components: int):
+    with numpyro.plate("components", n_components):
+        variances = numpyro.sample(
+            "variances",
+            dist.InverseGamma(
+                hyper["variance_concentration"],
+                jnp.broadcast_to(hyper["variance_rate"], hyper["mean_loc"].shape),
+            ).to_event(1),
+        )
+        return _normal_components(hyper, jnp.sqrt(variances), n_components)
+
+
+def _spherical_components(hyper: dict[str, Any], n_components: int):
+    with numpyro.plate("components", n_components):
+        variances = numpyro.sample(
+            "variances",
+            dist.InverseGamma(hyper["variance_concentration"], hyper["variance_rate"]),
+        )
+        return _normal_components(hyper, jnp.sqrt(variances[:, None]), n_components)
+
+
+#: Samples the covariance and ``locs`` sites of each covariance type and returns the
+#: component distribution (batch shape (K,)).
+_COMPONENT_SAMPLERS: dict[str, Callable] = {
+    "full": _full_components,
+    "tied": _tied_components,
+    "diag": _diag_components,
+    "spherical": _spherical_components,
+}
 
 
 def _as_matrix(x):
@@ -238,10 +312,7 @@ def gaussian_mixture(
         For a non-finite or out-of-range hyperparameter (at build time), or one whose shape
         does not fit the number of features (when the model first sees data).
     """
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"Unknown covariance_type {covariance_type!r}; use one of {COVARIANCE_TYPES}."
-        )
+    sample_components = dispatch(covariance_type, _COMPONENT_SAMPLERS)
     if not isinstance(n_components, int) or n_components < 1:
         raise ValueError(f"n_components must be an integer >= 1, got {n_components!r}.")
     spec = GaussianMixtureSpec(
@@ -264,48 +335,8 @@ def gaussian_mixture(
         x = _as_matrix(x)
         hyper = spec.hyperparameters(x)
         n_rows = x.shape[0] if x is not None else (n_samples or 1)
-        kappa = hyper["mean_precision"]
         weights = numpyro.sample("weights", dist.Dirichlet(hyper["weight_concentration"]))
-        if covariance_type == "tied":
-            covariance = numpyro.sample(
-                "covariance",
-                dist.InverseWishart(hyper["covariance_df"], scale_matrix=hyper["covariance_scale"]),
-            )
-        with numpyro.plate("components", n_components):
-            if covariance_type == "full":
-                covariances = numpyro.sample(
-                    "covariances",
-                    dist.InverseWishart(
-                        hyper["covariance_df"], scale_matrix=hyper["covariance_scale"]
-                    ),
-                )
-            elif covariance_type == "tied":
-                covariances = jnp.broadcast_to(covariance, (n_components, *covariance.shape))
-            elif covariance_type == "diag":
-                variances = numpyro.sample(
-                    "variances",
-                    dist.InverseGamma(
-                        hyper["variance_concentration"],
-                        jnp.broadcast_to(hyper["variance_rate"], hyper["mean_loc"].shape),
-                    ).to_event(1),
-                )
-            else:
-                variances = numpyro.sample(
-                    "variances",
-                    dist.InverseGamma(hyper["variance_concentration"], hyper["variance_rate"]),
-                )
-            if covariance_type in ("full", "tied"):
-                locs = numpyro.sample(
-                    "locs", dist.MultivariateNormal(hyper["mean_loc"], covariances / kappa)
-                )
-                components = dist.MultivariateNormal(locs, covariance_matrix=covariances)
-            else:
-                scales = jnp.sqrt(variances if covariance_type == "diag" else variances[:, None])
-                scales = jnp.broadcast_to(scales, (n_components, hyper["mean_loc"].shape[0]))
-                locs = numpyro.sample(
-                    "locs", dist.Normal(hyper["mean_loc"], scales / jnp.sqrt(kappa)).to_event(1)
-                )
-                components = dist.Normal(locs, scales).to_event(1)
+        components = sample_components(hyper, n_components)
         with numpyro.plate("data", n_rows):
             numpyro.sample(
                 "obs",

@@ -1,54 +1,33 @@
-"""Over-parameterized gradient EM with prune-and-merge (ALGORITHMS.md §2), host side.
+"""Prune-and-merge for over-parameterized gradient EM (ALGORITHMS.md §2), host side.
 
-The recipe, for a target of ``m`` components:
-
-1. fit ``n = default_n_components(m) = ceil(3 m ln m)`` components with the gradient-EM kernel
-   (:mod:`numpyro_gmm.kernels.gradient_em`) from ``n`` distinct random data points, equal
-   weights and, in the theory's setting, the known identity covariance;
-2. :func:`prune_and_merge`: drop components whose weight is below ``1 / (10 n)``, then merge
-   the survivors whose means lie within a radius (single linkage), moment-matching each group;
-3. optionally polish the ``m'`` merged components with a few plain EM steps.
+The method ``"gradient_em"`` (:mod:`numpyro_gmm.pipeline`) fits
+``n = default_n_components(m) = ceil(3 m ln m)`` components with the gradient-EM kernel
+(:mod:`numpyro_gmm.kernels.gradient_em`) from ``n`` random data points, then
+:func:`prune_and_merge` drops components whose weight is below ``1 / (10 n)`` and merges the
+survivors whose means lie within a radius, moment-matching each group, and EM polishes the
+merged components.
 
 **m' may differ from m.** What the theory says converges is the *distribution*: surplus
-components either lose their weight or sit on a true mean next to others. The procedure above
-reports how many components it finds (``m'``) and does not force ``m' = m``: when ``m' < m``
-some true component was never reached (or two true means lie within the merge radius); when
-``m' > m`` two fitted components of one true component stayed farther apart than the radius
-(or a cluster really is two). :class:`GradientEMResult` then keeps the ``m'`` components and
-says so in ``found_target``; refit with ``fit_gaussian_mixture(..., initial=...)`` or change
-``merge_radius`` if ``m`` components are required.
+components either lose their weight or sit on a true mean next to others. The merge reports
+how many components it finds (``m'``): when ``m' < m`` some true component was never reached
+(or two true means lie within the merge radius); when ``m' > m`` two fitted components of one
+true component stayed farther apart than the radius (or a cluster really is two).
 """
 
 import math
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import connected_components
 
 from numpyro_gmm._types import CovarianceType
-from numpyro_gmm.fitting import (
-    ConvergenceWarning,
-    EmptyComponentWarning,
-    FitResult,
-    InitialValues,
-    fit_gaussian_mixture,
-    log_joint,
-)
-from numpyro_gmm.kernels.gradient_em import DEFAULT_STEP_SIZE
-from numpyro_gmm.mixture.params import GMMParams, precisions_cholesky_from_covariances
-from numpyro_gmm.validation import check_data, check_n_samples, to_device, working_dtype
 
 __all__ = [
     "DEFAULT_MERGE_SCALE",
     "MergeReport",
-    "GradientEMResult",
     "default_n_components",
     "prune_and_merge",
-    "fit_gradient_em",
 ]
 
 DEFAULT_MERGE_SCALE: float = 2.5
@@ -285,275 +264,3 @@ def prune_and_merge(
         pruned_weight=float(weights[pruned].sum()),
     )
     return out_weights, out_means, out_covariances, report
-
-
-@dataclass
-class GradientEMResult:
-    """Result of :func:`fit_gradient_em` (numpy arrays).
-
-    Attributes
-    ----------
-    params : GMMParams
-        Final parameters (``m'`` components): after the polish if one ran, otherwise the
-        merged ones.
-    covariances : np.ndarray
-        Final covariances, shaped per ``covariance_type``.
-    covariance_type : str
-    objective : float
-        Log-likelihood (summed over the data) of ``params``.
-    n_components_target, n_components_fit, n_components_found : int
-        ``m``, ``n`` and ``m'``.
-    merge_report : MergeReport
-    gradient_fit : FitResult
-        The ``n``-component gradient-EM phase (all restarts; the best one was merged).
-    polish_fit : FitResult or None
-        The polish phase with the ``m'`` merged components, if ``polish_iter > 0``.
-    merged_params : GMMParams
-        The merged parameters before any polish.
-    """
-
-    params: GMMParams
-    covariances: np.ndarray
-    covariance_type: str
-    objective: float
-    n_components_target: int
-    n_components_fit: int
-    n_components_found: int
-    merge_report: MergeReport
-    gradient_fit: FitResult
-    polish_fit: FitResult | None
-    merged_params: GMMParams = field(repr=False)
-
-    @property
-    def weights(self) -> np.ndarray:
-        """Final mixing weights, shape (m',)."""
-        return np.asarray(self.params.weights)
-
-    @property
-    def means(self) -> np.ndarray:
-        """Final means, shape (m', D)."""
-        return np.asarray(self.params.means)
-
-    @property
-    def found_target(self) -> bool:
-        """Whether ``m' == m``."""
-        return self.n_components_found == self.n_components_target
-
-    @property
-    def gradient_trace(self) -> np.ndarray:
-        """Per-sample log-likelihood of every gradient-EM step of the selected restart."""
-        trace = self.gradient_fit.trace[self.gradient_fit.best_restart]
-        return trace[np.isfinite(trace)]
-
-    @property
-    def polish_trace(self) -> np.ndarray | None:
-        """Per-sample objective of every polish step, or ``None`` without a polish."""
-        if self.polish_fit is None:
-            return None
-        trace = self.polish_fit.trace[self.polish_fit.best_restart]
-        return trace[np.isfinite(trace)]
-
-
-def _spherical_identity(covariance_type: CovarianceType, n: int, d: int, variance: float):
-    """Precision factors of ``variance * I`` for every component, per covariance type."""
-    scale = 1.0 / math.sqrt(variance)
-    if covariance_type == "full":
-        return np.broadcast_to(np.eye(d) * scale, (n, d, d)).copy()
-    if covariance_type == "tied":
-        return np.eye(d) * scale
-    if covariance_type == "diag":
-        return np.full((n, d), scale)
-    return np.full(n, scale)
-
-
-def fit_gradient_em(
-    x,
-    n_components_target: int,
-    *,
-    n_components_fit: int | None = None,
-    covariance_type: CovarianceType = "spherical",
-    learn_covariance: bool = False,
-    step_size: float = DEFAULT_STEP_SIZE,
-    rng_key: jax.Array | int = 0,
-    n_restarts: int = 1,
-    max_iter: int = 1000,
-    tol: float = 0.0,
-    reg_covar: float = 1e-6,
-    polish_iter: int = 100,
-    polish_tol: float = 1e-6,
-    initial_variance: float | None = None,
-    weight_threshold: float | None = None,
-    merge_radius: float | None = None,
-    linkage: str = "nearest_heavier",
-    chunk_size: int | None = None,
-    mesh: jax.sharding.Mesh | None = None,
-) -> GradientEMResult:
-    """Over-parameterized gradient EM, prune-and-merge, and an optional EM polish.
-
-    Parameters
-    ----------
-    x : array_like, shape (N, D)
-        Data (float32, or float64 when JAX's x64 mode is on).
-    n_components_target : int
-        ``m``, the number of components sought.
-    n_components_fit : int, optional
-        ``n``; default :func:`default_n_components` ``(m)``.
-    covariance_type : {"spherical", "diag", "full", "tied"}
-        Structure of the covariances (default spherical).
-    learn_covariance : bool
-        ``False`` (default, the theory's setting): every covariance is fixed at
-        ``initial_variance * I`` in both phases. ``True``: damped EM steps on the covariances
-        (see :mod:`numpyro_gmm.kernels.gradient_em`) and a plain EM polish.
-    step_size : float
-        ``eta`` of the gradient step on the means.
-    rng_key : PRNGKey or int
-        Seeds the random-from-data initialization.
-    n_restarts : int
-        Restarts of the gradient phase; the best by final log-likelihood is merged.
-    max_iter, tol : int, float
-        Loop limits of the gradient phase (``tol`` on the change of the per-sample
-        log-likelihood). The default ``tol=0`` runs exactly ``max_iter`` steps: gradient EM
-        moves slowly, so a small change of the log-likelihood does not mean that the
-        surplus components have settled (and in float32 that change is within round-off).
-    reg_covar : float
-        Added to the diagonal of learned covariances.
-    polish_iter : int
-        Steps (same ``tol``) of EM with the merged components; 0 for none. With fixed
-        covariances the polish is EM for the weights and means with the covariances held
-        fixed (the gradient-EM kernel with ``mean_update="em"``, ``step_size=1``), i.e. exact
-        EM for the theory's model; with learned covariances it is plain EM (``method="em"``).
-    polish_tol : float
-        Convergence threshold of the polish (change of the per-sample objective).
-    initial_variance : float, optional
-        Variance of the initial (or fixed) spherical covariances. Default 1 with fixed
-        covariances; with learned covariances, the mean per-feature variance of the data (a
-        broad start that the damped EM steps shrink).
-    weight_threshold, merge_radius : float, optional
-        Passed to :func:`prune_and_merge` (with ``n_samples = N``, so the default radius
-        counts the sampling error of the fitted means).
-    chunk_size : int, optional
-        Rows per E-step chunk.
-    mesh : Mesh, optional
-        Run both phases data-parallel over the devices of this one-axis mesh
-        (:func:`numpyro_gmm.parallel.data_mesh`).
-
-    Returns
-    -------
-    GradientEMResult
-    """
-    x = check_data(x)
-    x = x.astype(working_dtype(x.dtype), copy=False)
-    n_samples, n_features = x.shape
-    m = int(n_components_target)
-    n = default_n_components(m) if n_components_fit is None else int(n_components_fit)
-    if n < m:
-        raise ValueError(f"n_components_fit ({n}) must be at least n_components_target ({m}).")
-    check_n_samples(n_samples, n)
-    if initial_variance is None:
-        initial_variance = float(np.mean(np.var(x, axis=0))) if learn_covariance else 1.0
-    if not initial_variance > 0:
-        raise ValueError(f"initial_variance must be positive, got {initial_variance}.")
-    x_device = to_device(x)
-    dtype = x.dtype
-    common = dict(
-        covariance_type=covariance_type, reg_covar=reg_covar, chunk_size=chunk_size, mesh=mesh
-    )
-    initial = InitialValues(
-        precisions_cholesky=_spherical_identity(covariance_type, n, n_features, initial_variance)
-    )
-    with warnings.catch_warnings():
-        # Surplus components are expected to empty out (that is what pruning is for), and a
-        # gradient phase stopped at max_iter is still merged (with tol=0 by design); the
-        # polish reports its own convergence.
-        warnings.simplefilter("ignore", EmptyComponentWarning)
-        if polish_iter > 0 or tol <= 0:
-            warnings.simplefilter("ignore", ConvergenceWarning)
-        gradient_fit = fit_gaussian_mixture(
-            x_device,
-            n,
-            rng_key=rng_key,
-            n_restarts=n_restarts,
-            init_method="random_from_data",
-            initial=initial,
-            max_iter=max_iter,
-            tol=tol,
-            method="gradient_em",
-            method_options={"step_size": float(step_size), "learn_covariance": learn_covariance},
-            **common,
-        )
-    params = gradient_fit.params
-    merged_weights, merged_means, merged_covariances, report = prune_and_merge(
-        params.weights,
-        params.means,
-        gradient_fit.covariances,
-        covariance_type,
-        weight_threshold=weight_threshold,
-        merge_radius=merge_radius,
-        n_samples=n_samples,
-        linkage=linkage,
-    )
-    m_found = report.n_components_found
-    if learn_covariance:
-        merged_precisions = np.asarray(
-            precisions_cholesky_from_covariances(
-                jnp.asarray(merged_covariances, dtype), covariance_type
-            )
-        )
-    else:
-        merged_precisions = _spherical_identity(
-            covariance_type, m_found, n_features, initial_variance
-        )
-        merged_covariances = np.asarray(
-            _expand_fixed(covariance_type, m_found, n_features, initial_variance)
-        )
-    merged_params = GMMParams(
-        weights=merged_weights.astype(dtype),
-        means=merged_means.astype(dtype),
-        precisions_cholesky=merged_precisions.astype(dtype),
-    )
-    polish_fit = None
-    final_params, final_covariances = merged_params, merged_covariances
-    if polish_iter > 0:
-        if learn_covariance:
-            method, options = "em", None
-        else:
-            method, options = "gradient_em", {"mean_update": "em", "step_size": 1.0}
-        polish_fit = fit_gaussian_mixture(
-            x_device,
-            m_found,
-            rng_key=0,
-            n_restarts=1,
-            initial=InitialValues(*merged_params),
-            max_iter=polish_iter,
-            tol=polish_tol,
-            method=method,
-            method_options=options,
-            **common,
-        )
-        final_params, final_covariances = polish_fit.params, polish_fit.covariances
-        objective = polish_fit.objective
-    else:
-        objective = log_joint(x_device, merged_params, covariance_type, mesh=mesh)
-    return GradientEMResult(
-        params=GMMParams(*(np.asarray(leaf) for leaf in final_params)),
-        covariances=np.asarray(final_covariances),
-        covariance_type=covariance_type,
-        objective=float(objective),
-        n_components_target=m,
-        n_components_fit=n,
-        n_components_found=m_found,
-        merge_report=report,
-        gradient_fit=gradient_fit,
-        polish_fit=polish_fit,
-        merged_params=merged_params,
-    )
-
-
-def _expand_fixed(covariance_type: CovarianceType, n: int, d: int, variance: float):
-    if covariance_type == "full":
-        return np.broadcast_to(np.eye(d) * variance, (n, d, d)).copy()
-    if covariance_type == "tied":
-        return np.eye(d) * variance
-    if covariance_type == "diag":
-        return np.full((n, d), variance)
-    return np.full(n, variance)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from numpyro_gmm.results import expand_covariances, weighted_component_log_pdf
+from numpyro_gmm.density import expand_covariances, weighted_component_log_pdf
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

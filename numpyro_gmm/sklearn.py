@@ -21,8 +21,9 @@ import numbers
 import numpy as np
 from scipy.special import logsumexp
 
+from numpyro_gmm.density import expand_covariances
+from numpyro_gmm.fit_result import FitResult
 from numpyro_gmm.fitting import InitialValues, weighted_log_prob
-from numpyro_gmm.methods import METHODS, run_method
 from numpyro_gmm.mixture.params import (
     GMMParams,
     n_parameters,
@@ -31,6 +32,7 @@ from numpyro_gmm.mixture.params import (
 )
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
 from numpyro_gmm.parallel import data_mesh
+from numpyro_gmm.pipeline import DEFAULTS, METHODS, fit_mixture
 from numpyro_gmm.validation import (
     check_data,
     check_initial_values,
@@ -96,7 +98,7 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         If positive, print progress to stderr every ``verbose_interval`` iterations.
     verbose_interval : int, default=10
     method : {"em", "biglearn_em", "gradient_em"}, default="em"
-        Training algorithm (see :mod:`numpyro_gmm.methods`). ``"gradient_em"`` fits
+        Training algorithm (see :mod:`numpyro_gmm.pipeline`). ``"gradient_em"`` fits
         ``ceil(3 m ln m)`` components and merges them back, so it may find ``m' != m``
         components (``n_components_found_``). Its covariances are learned by default
         (``method_options={"learn_covariance": False}`` keeps them at the identity, the
@@ -137,18 +139,21 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         Number of fitted components (``n_components`` except after gradient EM's merging).
     method_results_ : dict
         Method-specific results (gradient EM: ``merge_report``, ``n_components_fit``).
+    fit_result_ : FitResult
+        Everything the fit produced (every restart's objective, n_iter, converged and failed
+        flags, the chosen restart, traces); :meth:`to_datatree` writes it.
     """
 
     def __init__(
         self,
         n_components: int = 1,
         *,
-        covariance_type: str = "full",
-        tol: float = 1e-3,
-        reg_covar: float = 1e-6,
-        max_iter: int = 100,
-        n_init: int = 1,
-        init_params: str = "kmeans",
+        covariance_type: str = DEFAULTS.covariance_type,
+        tol: float = DEFAULTS.tol,
+        reg_covar: float = DEFAULTS.reg_covar,
+        max_iter: int = DEFAULTS.max_iter,
+        n_init: int = DEFAULTS.num_restarts,
+        init_params: str = DEFAULTS.init_params,
         weights_init=None,
         means_init=None,
         precisions_init=None,
@@ -267,14 +272,14 @@ class GaussianMixture(*_ESTIMATOR_BASES):
                 covariance_type=self.covariance_type,
             )
         warm = self.warm_start and hasattr(self, "weights_")
-        outcome = run_method(
-            self.method,
+        result = fit_mixture(
             to_device(x),
             self.n_components,
+            method=self.method,
             covariance_type=self.covariance_type,
             rng_key=_seed_from(self.random_state),
-            n_restarts=1 if warm else self.n_init,
-            init_method=self.init_params,
+            num_restarts=1 if warm else self.n_init,
+            init_params=self.init_params,
             initial=initial,
             max_iter=self.max_iter,
             tol=self.tol,
@@ -284,20 +289,15 @@ class GaussianMixture(*_ESTIMATOR_BASES):
             options=self.method_options,
             mesh=None if self.devices is None else data_mesh(self.devices),
         )
-        self._store(outcome.fit, x.shape[1])
+        self._store(result, x.shape[1])
         names = feature_names(X)
         if names is not None:
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        self.method_results_ = outcome.extras
-        self.n_components_found_ = int(np.shape(self.weights_)[0])
         return self
 
-    def _store(self, result, n_features: int) -> None:
-        best = result.best_restart
-        trace = result.trace[best]
-        n_iter = int(result.restart_n_iter[best])
+    def _store(self, result: FitResult, n_features: int) -> None:
         self.weights_ = result.params.weights
         self.means_ = result.params.means
         self.precisions_cholesky_ = result.params.precisions_cholesky
@@ -305,13 +305,16 @@ class GaussianMixture(*_ESTIMATOR_BASES):
             precisions_from_precisions_cholesky(self.precisions_cholesky_, self.covariance_type)
         )
         self.covariances_ = result.covariances
-        self.converged_ = bool(result.restart_converged[best])
-        self.n_iter_ = n_iter
-        self.lower_bounds_ = trace[:n_iter].tolist()
-        self.lower_bound_ = self.lower_bounds_[-1] if n_iter else -np.inf
+        self.converged_ = result.converged
+        self.n_iter_ = result.n_iter
+        self.lower_bounds_ = result.best_trace().tolist()
+        self.lower_bound_ = self.lower_bounds_[-1] if self.lower_bounds_ else -np.inf
         self.objective_ = result.objective
-        self.restart_objectives_ = result.restart_objective
+        self.restart_objectives_ = result.restarts.objective
         self.n_features_in_ = n_features
+        self.method_results_ = result.extras
+        self.n_components_found_ = result.n_components
+        self.fit_result_ = result
 
     def fit_predict(self, X, y=None) -> np.ndarray:
         """Fit, then return the most likely component of every row of ``X``."""
@@ -374,14 +377,58 @@ class GaussianMixture(*_ESTIMATOR_BASES):
 
     def _full_covariances(self) -> np.ndarray:
         n_components, n_features = self.means_.shape
-        covariances = np.asarray(self.covariances_, float)
-        if self.covariance_type == "full":
-            return covariances
-        if self.covariance_type == "tied":
-            return np.broadcast_to(covariances, (n_components, n_features, n_features))
-        if self.covariance_type == "diag":
-            return covariances[:, :, None] * np.eye(n_features)
-        return covariances[:, None, None] * np.eye(n_features)
+        return expand_covariances(self.covariances_, self.covariance_type, n_components, n_features)
+
+    def to_datatree(self, X=None, *, feature_names=None, attrs=None):
+        """The fit as an ArviZ 1.x ``xarray.DataTree`` (:mod:`numpyro_gmm.datatree`).
+
+        The layout is the one :meth:`numpyro_gmm.MAPResult.to_datatree` writes for the
+        builder model :func:`numpyro_gmm.models.gaussian_mixture` with the same covariance
+        type: variables ``weights``, ``locs`` and the covariance site, observed site ``obs``.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+            The data for ``observed_data`` and ``log_likelihood``.
+        feature_names : sequence of str, optional
+            Default: ``feature_names_in_`` when set, else ``x0, x1, ...``.
+        attrs : dict, optional
+            More root attributes.
+        """
+        from numpyro_gmm.datatree import PosteriorLayout, build_datatree
+        from numpyro_gmm.mixture.covariance import COVARIANCE_SITES
+
+        self._check_fitted()
+        x = self._prepare(X)
+        if feature_names is None and hasattr(self, "feature_names_in_"):
+            feature_names = list(self.feature_names_in_)
+        covariance_site = COVARIANCE_SITES[self.covariance_type]
+        point = {
+            "weights": np.asarray(self.weights_),
+            "locs": np.asarray(self.means_),
+            covariance_site: np.asarray(self.covariances_),
+        }
+        axes = {
+            "weights": 0,
+            "locs": 0,
+            covariance_site: None if self.covariance_type == "tied" else 0,
+        }
+        layout = PosteriorLayout.of(
+            point,
+            axes,
+            n_features=self.n_features_in_,
+            n_components=int(np.shape(self.weights_)[0]),
+            feature_names=feature_names,
+        )
+        return build_datatree(
+            self.fit_result_,
+            point,
+            layout,
+            objective=self.objective_,
+            observed=x,
+            log_likelihood=self.score_samples(x),
+            attrs={"covariance_type": self.covariance_type, **(attrs or {})},
+        )
 
     def _n_parameters(self) -> int:
         n_components, n_features = self.means_.shape

@@ -9,7 +9,11 @@ import numbers
 import jax
 import numpy as np
 
-from numpyro_gmm._types import COVARIANCE_TYPES
+from numpyro_gmm.mixture.covariance import (
+    check_covariance_type,
+    covariance_shape,
+    is_matrix_type,
+)
 from numpyro_gmm.mixture.init import INIT_METHODS
 
 __all__ = [
@@ -208,10 +212,7 @@ def check_options(
 ) -> None:
     """Validate the scalar options shared by every entry point."""
     _check_integer(n_components, "n_components", 1)
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"Unknown covariance_type {covariance_type!r}; use one of {COVARIANCE_TYPES}."
-        )
+    check_covariance_type(covariance_type)
     if init_params not in INIT_METHODS:
         raise ValueError(f"Unknown init_params {init_params!r}; use one of {INIT_METHODS}.")
     _check_real(reg_covar, "reg_covar", minimum=0.0, inclusive=False)
@@ -227,15 +228,6 @@ def _check_shape(value: np.ndarray, shape: tuple[int, ...], name: str) -> None:
         )
 
 
-def _precision_shape(covariance_type: str, n_components: int, n_features: int):
-    return {
-        "full": (n_components, n_features, n_features),
-        "tied": (n_features, n_features),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-    }[covariance_type]
-
-
 def check_initial_values(
     weights_init,
     means_init,
@@ -246,6 +238,7 @@ def check_initial_values(
     covariance_type: str,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Validate user-supplied initial weights, means and precisions (scikit-learn's rules)."""
+    check_covariance_type(covariance_type)
     weights = means = precisions = None
     if weights_init is not None:
         weights = check_data(
@@ -269,12 +262,12 @@ def check_initial_values(
         precisions = np.asarray(precisions_init, dtype=float)
         _check_shape(
             precisions,
-            _precision_shape(covariance_type, n_components, n_features),
+            covariance_shape(covariance_type, n_components, n_features),
             "precisions_init",
         )
         if not np.isfinite(precisions).all():
             raise ValueError("'precisions_init' contains NaN or infinity.")
-        if covariance_type in ("full", "tied"):
+        if is_matrix_type(covariance_type):
             matrices = precisions.reshape(-1, n_features, n_features)
             symmetric = np.allclose(matrices, np.swapaxes(matrices, -1, -2))
             if not symmetric or (np.linalg.eigvalsh(matrices) <= 0).any():
@@ -298,6 +291,7 @@ def check_prior(prior, *, n_components: int, n_features: int, covariance_type: s
     """
     from numpyro_gmm.mixture.priors import GaussianMixturePrior
 
+    check_covariance_type(covariance_type)
     if not isinstance(prior, GaussianMixturePrior):
         raise TypeError(f"prior must be a GaussianMixturePrior, got {type(prior).__name__}.")
     values = {}
@@ -349,7 +343,7 @@ def check_prior(prior, *, n_components: int, n_features: int, covariance_type: s
     wishart = values["covariance_df"] is not None or values["covariance_scale"] is not None
     gamma = values["variance_concentration"] is not None or values["variance_rate"] is not None
     if wishart:
-        if covariance_type not in ("full", "tied"):
+        if not is_matrix_type(covariance_type):
             raise ValueError(
                 f"An Inverse-Wishart prior (covariance_df, covariance_scale) applies to full or "
                 f"tied covariances; for covariance_type={covariance_type!r} use "
@@ -364,7 +358,7 @@ def check_prior(prior, *, n_components: int, n_features: int, covariance_type: s
             "covariance_scale", (d, d), _positive_definite, "must be symmetric positive definite."
         )
     if gamma:
-        if covariance_type not in ("diag", "spherical"):
+        if is_matrix_type(covariance_type):
             raise ValueError(
                 f"An Inverse-Gamma prior (variance_concentration, variance_rate) applies to diag "
                 f"or spherical covariances; for covariance_type={covariance_type!r} use "

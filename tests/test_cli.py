@@ -13,12 +13,21 @@ import sklearn.mixture
 import xarray as xr
 from matplotlib.figure import Figure
 
+import numpyro_gmm.cli.fit as cli_fit
 from numpyro_gmm import cli
 from numpyro_gmm.datasets import load_example
+from numpyro_gmm.pipeline import DEFAULTS, METHODS, method_options
 from numpyro_gmm.plotting import plot_mixture
 from numpyro_gmm.sklearn import GaussianMixture
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# The covariance site of the builder model gaussian_mixture, per covariance type.
+COVARIANCE_SITES = {
+    "full": "covariances",
+    "tied": "covariance",
+    "diag": "variances",
+    "spherical": "variances",
+}
 FAST = ["--n-init", "2", "--max-iter", "200", "--tol", "1e-4"]
 
 
@@ -42,9 +51,15 @@ def test_fit_default_example_writes_netcdf_and_png(tmp_path, capsys):
     assert rc == 0, stderr
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
     with xr.open_datatree(out) as dt:
-        assert {"posterior", "sample_stats", "em_trace", "observed_data", "log_likelihood"} <= set(
-            dt.children
-        )
+        assert set(dt.children) == {
+            "posterior",
+            "sample_stats",
+            "log_likelihood",
+            "observed_data",
+            "restarts",
+            "em_trace",
+        }
+        assert dt["restarts"]["objective"].shape == (2,)  # --n-init 2
         post = dt["posterior"]
         assert post["locs"].shape == (1, 1, 2, 2)
         assert post["covariances"].dims[-3:] == ("component", "feature", "feature_bis")
@@ -64,6 +79,11 @@ def test_fit_default_example_writes_netcdf_and_png(tmp_path, capsys):
         assert dt.attrs["covariance_type"] == "full"
         assert dt.attrs["method"] == "em"
         assert "faithful" in dt.attrs["data_source"]
+        assert dt.attrs["command"].startswith("numpyro-gmm fit --example faithful")
+        assert int(dt.attrs["x64"]) == 0
+        # the objective is the estimator's, under the package's one convention
+        assert "objective_convention" in dt.attrs
+        np.testing.assert_allclose(float(dt.attrs["objective"]), lp)
     assert "converged: True" in stdout
     assert "log-likelihood: -1130" in stdout
     assert str(out) in stdout and str(png) in stdout
@@ -80,7 +100,7 @@ def test_options_are_passed_to_the_estimator(tmp_path, capsys, monkeypatch):
             seen.update(kwargs)
             super().__init__(**kwargs)
 
-    monkeypatch.setattr(cli, "_estimator_class", lambda: Recording)
+    monkeypatch.setattr(cli_fit, "_estimator_class", lambda: Recording)
     argv = [
         "fit", "--example", "galaxies", "-k", "3", "--covariance-type", "diag",
         "--n-init", "3", "--init-params", "random_from_data", "--max-iter", "40",
@@ -117,10 +137,14 @@ def test_default_paths_in_working_directory(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize(
-    ("covariance_type", "cov_shape"),
-    [("spherical", (1, 1, 3)), ("diag", (1, 1, 3, 1)), ("tied", (1, 1, 1, 1))],
+    ("covariance_type", "cov_name", "cov_shape"),
+    [
+        ("spherical", "variances", (1, 1, 3)),
+        ("diag", "variances", (1, 1, 3, 1)),
+        ("tied", "covariance", (1, 1, 1, 1)),
+    ],
 )
-def test_galaxies_one_dimensional(tmp_path, capsys, covariance_type, cov_shape):
+def test_galaxies_one_dimensional(tmp_path, capsys, covariance_type, cov_name, cov_shape):
     out = tmp_path / "gal.nc"
     argv = ["fit", "--example", "galaxies", "-k", "3", "--covariance-type", covariance_type]
     rc, stdout, stderr = _run([*argv, *FAST, "--out", str(out), "--no-plot", "--quiet"], capsys)
@@ -129,7 +153,9 @@ def test_galaxies_one_dimensional(tmp_path, capsys, covariance_type, cov_shape):
     assert [p.name for p in tmp_path.iterdir()] == ["gal.nc"]
     assert stderr == ""
     with xr.open_datatree(out) as dt:
-        assert dt["posterior"]["covariances"].shape == cov_shape
+        assert COVARIANCE_SITES[covariance_type] == cov_name
+        assert list(dt["posterior"].data_vars) == ["weights", "locs", cov_name]
+        assert dt["posterior"][cov_name].shape == cov_shape
         assert dt["observed_data"]["obs"].shape == (82, 1)
         assert list(dt["posterior"]["feature"].values) == ["velocity"]
         assert dt.attrs["covariance_type"] == covariance_type
@@ -149,7 +175,10 @@ def test_csv_input_drops_non_numeric_columns_with_note(tmp_path, capsys):
     assert rc == 0, stderr
     with xr.open_datatree(out) as dt:
         assert list(dt["posterior"]["feature"].values) == ["eruptions", "waiting"]
-        np.testing.assert_array_equal(dt["observed_data"]["obs"].values, x)
+        # the CSV's values, in the working precision of the fit (float32 without --x64)
+        obs = dt["observed_data"]["obs"].values
+        assert obs.dtype == np.float32
+        np.testing.assert_array_equal(obs, x.astype(np.float32))
     # Without --columns: every numeric column (here also "id"), the text column dropped.
     rc, _, stderr = _run(["fit", data, *FAST, "--out", str(out), "--no-plot", "--quiet"], capsys)
     assert rc == 0, stderr
@@ -180,6 +209,11 @@ def test_x64_flag_is_restored(tmp_path, capsys):
     assert bool(jax.config.read("jax_enable_x64")) == before
     with xr.open_datatree(out) as dt:
         assert int(dt.attrs["x64"]) == 1
+        assert "--x64" in dt.attrs["command"]
+        # fit.nc is built inside --x64: the data in float64
+        obs = dt["observed_data"]["obs"].values
+        assert obs.dtype == np.float64
+        np.testing.assert_array_equal(obs, load_example("faithful")[0])
 
 
 # --------------------------------------------------------------------------- errors
@@ -240,7 +274,7 @@ def test_failed_fit_keeps_existing_outputs(tmp_path, capsys, monkeypatch):
         def fit(self, X, y=None):
             raise ValueError("Fitting the mixture model failed because some components\nmore")
 
-    monkeypatch.setattr(cli, "_estimator_class", lambda: Failing)
+    monkeypatch.setattr(cli_fit, "_estimator_class", lambda: Failing)
     out, png = tmp_path / "fit.nc", tmp_path / "fit.png"
     out.write_bytes(b"old nc")
     png.write_bytes(b"old png")
@@ -297,14 +331,16 @@ def test_help_documents_every_option_with_default(capsys):
         "DATA.csv",
     ]:
         assert option in text, option
+    # the defaults are the package's (numpyro_gmm.pipeline.DEFAULTS), not the CLI's own
     for default in [
         "(default: 2)",
-        "(default: full)",
-        "(default: em)",
-        "(default: 8)",
-        "(default: k-means++)",
-        "(default: 1000)",
-        "(default: 1e-06)",
+        f"(default: {DEFAULTS.covariance_type})",
+        f"(default: {METHODS[0]})",
+        f"(default: {DEFAULTS.num_restarts})",
+        f"(default: {DEFAULTS.init_params})",
+        f"(default: {DEFAULTS.max_iter})",
+        f"(default: {DEFAULTS.tol:g})",
+        f"(default: {DEFAULTS.reg_covar:g})",
         "(default: 0)",
         "(default: fit.nc)",
         "(default: fit.png)",
@@ -319,10 +355,18 @@ def test_help_documents_every_option_with_default(capsys):
     for action in fit_parser._actions:
         if action.dest != "help":
             assert "default" in (action.help or ""), action.dest
+    defaults = {a.dest: a.default for a in fit_parser._actions}
+    assert defaults["n_init"] == DEFAULTS.num_restarts
+    assert defaults["init_params"] == DEFAULTS.init_params
+    assert defaults["max_iter"] == DEFAULTS.max_iter
+    assert defaults["tol"] == DEFAULTS.tol
+    assert defaults["reg_covar"] == DEFAULTS.reg_covar
+    assert defaults["covariance_type"] == DEFAULTS.covariance_type
+    assert tuple(next(a for a in fit_parser._actions if a.dest == "method").choices) == METHODS
 
 
 def test_module_entry_point_help():
-    repo_root = str(Path(cli.__file__).resolve().parents[1])
+    repo_root = str(Path(cli.__file__).resolve().parents[2])  # numpyro_gmm/cli/__init__.py
     pythonpath = os.pathsep.join(p for p in (repo_root, os.environ.get("PYTHONPATH")) if p)
     proc = subprocess.run(
         [sys.executable, "-m", "numpyro_gmm.cli", "fit", "--help"],
@@ -402,12 +446,93 @@ def test_plot_mixture_without_ax_uses_pyplot():
         plt.close(fig)
 
 
-def test_method_options_reach_the_method(tmp_path, capsys):
+def test_method_options_reach_the_method(tmp_path, capsys, monkeypatch):
     out = tmp_path / "m.nc"
     code = cli.main(["fit", "--example", "faithful", "-k", "2", "--method", "em", "--option",
-                 "unknown=1", "--quiet", "--out", str(out), "--no-plot"])
+                 "unknown=1", "--quiet", "--out", str(out), "--no-plot"])  # fmt: skip
     assert code == 2 and not out.exists()
-    assert "takes no method options" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "'unknown'" in err and "takes no method options" in err
     code = cli.main(["fit", "--example", "faithful", "-k", "2", "--option", "bad", "--quiet",
-                 "--out", str(out), "--no-plot"])
+                 "--out", str(out), "--no-plot"])  # fmt: skip
     assert code == 2
+    capsys.readouterr()
+    # Names are checked against method_options(method) before the data are read or a fit
+    # starts; the message names the option and lists the valid ones.
+    monkeypatch.setattr(cli_fit, "_estimator_class", lambda: pytest.fail("fit started"))
+    code = cli.main(["fit", str(tmp_path / "absent.csv"), "--method", "biglearn_em",
+                     "--option", "p_joint=0.5", "--option", "polish_iters=3",
+                     "--out", str(out), "--no-plot"])  # fmt: skip
+    assert code == 2 and not out.exists()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("numpyro-gmm: error: "), lines
+    assert "'polish_iters'" in lines[0] and "biglearn_em" in lines[0]
+    assert "valid options: " + ", ".join(sorted(method_options("biglearn_em"))) in lines[0]
+    assert "absent.csv" not in lines[0]
+    # A valid option reaches the estimator.
+    seen = {}
+
+    class Recording(GaussianMixture):
+        def fit(self, X, y=None):
+            seen["method_options"] = self.method_options
+            raise ValueError("stop here")
+
+    monkeypatch.setattr(cli_fit, "_estimator_class", lambda: Recording)
+    code = cli.main(["fit", "--method", "gradient_em", "--option", "step_size=0.5",
+                     "--option", "learn_covariance=false", "--quiet", "--no-plot",
+                     "--out", str(out)])  # fmt: skip
+    assert code == 2 and "stop here" in capsys.readouterr().err
+    assert seen["method_options"] == {"step_size": 0.5, "learn_covariance": False}
+
+
+def _structure(dt):
+    """Groups, and per group each variable's dims."""
+    return {name: {var: dt[name][var].dims for var in dt[name].data_vars} for name in dt.children}
+
+
+@pytest.mark.parametrize(
+    ("example", "covariance_type", "method"),
+    [
+        ("faithful", "full", "em"),
+        ("faithful", "tied", "em"),
+        ("faithful", "diag", "em"),
+        ("galaxies", "spherical", "em"),
+        ("faithful", "full", "biglearn_em"),
+    ],
+)
+def test_netcdf_has_the_layout_of_gaussian_mixture_to_datatree(
+    tmp_path, capsys, example, covariance_type, method
+):
+    """fit.nc comes from the one writer: GaussianMixture.to_datatree with the same settings."""
+    out = tmp_path / "fit.nc"
+    settings = {"n_init": 2, "max_iter": 20, "tol": 1e-4, "random_state": 3}
+    argv = ["fit", "--example", example, "-k", "2", "--covariance-type", covariance_type,
+            "--method", method, "--n-init", "2", "--max-iter", "20", "--tol", "1e-4",
+            "--random-state", "3", "--out", str(out), "--no-plot", "--quiet"]  # fmt: skip
+    rc, _, stderr = _run(argv, capsys)
+    assert rc == 0, stderr
+    x, names = load_example(example)
+    gm = GaussianMixture(2, covariance_type=covariance_type, method=method, **settings).fit(x)
+    expected = gm.to_datatree(x, feature_names=names)
+    with xr.open_datatree(out) as dt:
+        got = _structure(dt)
+        assert got == _structure(expected)
+        assert set(got) == {
+            "posterior",
+            "sample_stats",
+            "log_likelihood",
+            "observed_data",
+            "restarts",
+            "em_trace",
+        }
+        assert set(got["posterior"]) == {"weights", "locs", COVARIANCE_SITES[covariance_type]}
+        assert set(got["observed_data"]) == set(got["log_likelihood"]) == {"obs"}
+        assert list(dt["posterior"]["feature"].values) == names
+        # the writer's root attrs, plus the command line's own
+        assert set(expected.attrs) - {"created_at"} <= set(dt.attrs)
+        assert {"data_source", "command", "x64"} <= set(dt.attrs)
+        assert dt.attrs["method"] == method
+        assert dt.attrs["objective_convention"] == expected.attrs["objective_convention"]
+        # the same fit: the objective is the estimator's objective_
+        np.testing.assert_allclose(float(dt["sample_stats"]["lp"].item()), gm.objective_, rtol=1e-5)

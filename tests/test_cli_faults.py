@@ -16,7 +16,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
+import numpyro_gmm.cli.fit as cli_fit
 from numpyro_gmm import cli
+from numpyro_gmm.fit_result import FitResult, Restarts
+from numpyro_gmm.mixture.params import GMMParams
+from numpyro_gmm.sklearn import GaussianMixture
 
 OLD = b"previous result"
 
@@ -62,22 +66,29 @@ def test_input_errors_exit_2_with_one_line(tmp_path, capsys, data_csv, make_inpu
     assert not out.exists()
 
 
-class _StubMixture:
-    """Stands in for GaussianMixture where a test is about the writing, not the fit."""
+class _StubMixture(GaussianMixture):
+    """Stands in for GaussianMixture where a test is about the writing, not the fit.
 
-    def __init__(self, n_components, **_):
-        self.n_components = n_components
+    ``fit`` stores a fixed result (identity covariances, the first rows as means) without
+    running the engine; everything after it (``predict``, ``to_datatree``) is the real one.
+    """
 
-    def fit(self, x):
+    def fit(self, X, y=None):
+        x = self._prepare(X)
         k, d = self.n_components, x.shape[1]
-        self.weights_ = np.full(k, 1.0 / k)
-        self.means_ = x[:k].copy()
-        self.covariances_ = np.eye(d)[None].repeat(k, 0)
-        self.converged_, self.n_iter_, self.lower_bounds_ = True, 1, [-1.0]
+        params = GMMParams(np.full(k, 1.0 / k), x[:k].copy(), np.eye(d)[None].repeat(k, 0))
+        result = FitResult(
+            params=params,
+            objective=-1.0 * len(x),
+            best_restart=0,
+            restarts=Restarts.single(-1.0 * len(x), 1, True),
+            trace=np.array([[-1.0]]),
+            covariance_type="full",
+            covariances=np.eye(d)[None].repeat(k, 0),
+            n_samples=len(x),
+        )
+        self._store(result, d)
         return self
-
-    def predict(self, x):
-        return np.zeros(len(x), dtype=int)
 
 
 class _Interrupting(_StubMixture):
@@ -112,7 +123,7 @@ def test_failure_or_interrupt_leaves_no_partial_output(
     out.write_bytes(OLD)
     png.write_bytes(OLD)
     monkeypatch.setattr(
-        cli, "_estimator_class", lambda: _Interrupting if where == "fit" else _StubMixture
+        cli_fit, "_estimator_class", lambda: _Interrupting if where == "fit" else _StubMixture
     )
     if where == "write":
         monkeypatch.setattr(xr.DataTree, "to_netcdf", _partial_then(KeyboardInterrupt()))

@@ -9,9 +9,11 @@ import pytest
 import xarray as xr
 
 import numpyro_gmm as ngm
+from numpyro_gmm.datatree import OBJECTIVE_CONVENTION
+from numpyro_gmm.fit_result import FitResult, Restarts
 from numpyro_gmm.laplace import LaplaceWarning, laplace_approximation
+from numpyro_gmm.map_result import MAPResult
 from numpyro_gmm.numpyro_bridge import read_model
-from numpyro_gmm.results import OBJECTIVE_CONVENTION, MAPResult
 
 K, D, N = 2, 2, 60
 MEANS = np.array([[-4.0, 0.0], [4.0, 1.0]])
@@ -45,16 +47,21 @@ def _result(covariance_type, x):
     params = {name: value.astype(np.float32) for name, value in params.items()}
     trace = np.full((3, 5), np.nan)
     trace[:, :2] = [[-3.0, -2.5], [-3.1, -2.9], [-2.8, -2.6]]
-    return MAPResult.from_fit(
-        read_model(model, x),
-        params,
-        method="em",
-        restart_objective=np.array([-200.0, -210.0, -190.0]),
-        restart_n_iter=np.array([2, 2, 2]),
-        restart_converged=np.array([True, False, True]),
+    fit = FitResult(
+        params=params,
+        objective=-190.0,
+        best_restart=2,
+        restarts=Restarts(
+            objective=np.array([-200.0, -210.0, -190.0]),
+            n_iter=np.array([2, 2, 2]),
+            converged=np.array([True, False, True]),
+            failed=np.zeros(3, bool),
+        ),
         trace=trace,
+        method="em",
         options={"tol": 1e-6, "init_params": "k-means++", "m_step": "closed_form"},
     )
+    return MAPResult.from_fit(read_model(model, x), params, fit)
 
 
 SITE_DIMS = {

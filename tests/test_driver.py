@@ -10,9 +10,11 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 from numpyro_gmm import ConvergenceWarning, EmptyComponentWarning, driver, fitting
+from numpyro_gmm.errors import FitFailedError
 from numpyro_gmm.fitting import InitialValues, fit_gaussian_mixture
 from numpyro_gmm.mixture.estep import sufficient_statistics
 from numpyro_gmm.mixture.params import precisions_cholesky_from_covariances
+from numpyro_gmm.pipeline import fit_mixture
 
 from helpers import make_mixture_data
 
@@ -39,16 +41,16 @@ def hard_problem(seed=0):
 def test_restarts_compile_once_and_run_as_one_program():
     x = hard_problem()
     before = fitting._fit_program._cache_size()
-    kwargs = dict(n_restarts=8, init_method="random_from_data", max_iter=300, tol=1e-4)
+    kwargs = dict(num_restarts=8, init_params="random_from_data", max_iter=300, tol=1e-4)
     first = fit_gaussian_mixture(jnp.asarray(x, jnp.float32), 8, rng_key=1, **kwargs)
     assert fitting._fit_program._cache_size() == before + 1
     # New data of the same shape, a new seed: no new compilation.
     second = fit_gaussian_mixture(jnp.asarray(x[::-1] * 1.5, jnp.float32), 8, rng_key=2, **kwargs)
     assert fitting._fit_program._cache_size() == before + 1
     for result in (first, second):
-        assert result.restart_objective.shape == (8,)
+        assert result.restarts.objective.shape == (8,)
         assert result.trace.shape == (8, 300)
-        assert result.restart_n_iter.shape == (8,)
+        assert result.restarts.n_iter.shape == (8,)
 
 
 def test_best_restart_is_chosen_by_the_objective(x64):
@@ -56,13 +58,13 @@ def test_best_restart_is_chosen_by_the_objective(x64):
     result = fit_gaussian_mixture(
         jnp.asarray(x),
         8,
-        n_restarts=12,
+        num_restarts=12,
         rng_key=0,
-        init_method="random_from_data",
+        init_params="random_from_data",
         max_iter=500,
         tol=1e-6,
     )
-    objectives = result.restart_objective
+    objectives = result.restarts.objective
     # The restarts really reach different optima, so the choice matters.
     assert objectives.max() - objectives.min() > 1.0
     assert result.best_restart == int(np.argmax(objectives))
@@ -73,13 +75,13 @@ def test_best_restart_is_chosen_by_the_objective(x64):
     )
     assert result.objective == pytest.approx(expected, rel=1e-10)
     # Each restart's trace ends at (about) its final objective, per sample.
-    last = np.array([t[n - 1] for t, n in zip(result.trace, result.restart_n_iter, strict=True)])
+    last = np.array([t[n - 1] for t, n in zip(result.trace, result.restarts.n_iter, strict=True)])
     np.testing.assert_allclose(last * len(x), objectives, rtol=1e-5)
 
 
 def test_segmented_run_with_progress_equals_one_program(capsys, x64):
     x = hard_problem(1)
-    kwargs = dict(n_restarts=3, rng_key=5, init_method="k-means++", max_iter=300, tol=1e-5)
+    kwargs = dict(num_restarts=3, rng_key=5, init_params="k-means++", max_iter=300, tol=1e-5)
     whole = fit_gaussian_mixture(jnp.asarray(x), 8, **kwargs)
     pieces = fit_gaussian_mixture(jnp.asarray(x), 8, progress_interval=7, **kwargs)
     np.testing.assert_array_equal(whole.trace, pieces.trace)
@@ -91,9 +93,9 @@ def test_segmented_run_with_progress_equals_one_program(capsys, x64):
 def test_max_iter_reached_is_reported():
     x = hard_problem()
     with pytest.warns(ConvergenceWarning, match="did not converge"):
-        result = fit_gaussian_mixture(jnp.asarray(x, jnp.float32), 8, max_iter=3, tol=1e-12)
-    assert not result.restart_converged.any()
-    assert (result.restart_n_iter == 3).all()
+        result = fit_mixture(jnp.asarray(x, jnp.float32), 8, max_iter=3, tol=1e-12)
+    assert not result.restarts.converged.any()
+    assert (result.restarts.n_iter == 3).all()
 
 
 class CountingState(NamedTuple):
@@ -131,7 +133,7 @@ def test_all_restarts_failing_raises_with_advice(x64):
         np.array([[0.0, 0.0], [1.0, 1.0]]),
         precisions_cholesky_from_covariances(jnp.eye(2)[None].repeat(2, 0), "full"),
     )
-    with pytest.raises(ValueError, match="increase reg_covar"):
+    with pytest.raises(FitFailedError, match="increase reg_covar"):
         fit_gaussian_mixture(jnp.asarray(x), 2, initial=initial, reg_covar=1e-300, max_iter=5)
 
 
@@ -145,7 +147,7 @@ def test_a_component_that_loses_its_points_is_reported_and_stays_finite(x64):
         precisions_cholesky_from_covariances(jnp.eye(2)[None].repeat(3, 0), "full"),
     )
     with pytest.warns(EmptyComponentWarning, match=r"Component\(s\) \[2\]"):
-        result = fit_gaussian_mixture(jnp.asarray(x), 3, initial=initial, max_iter=100)
+        result = fit_mixture(jnp.asarray(x), 3, initial=initial, max_iter=100)
     assert all(np.isfinite(leaf).all() for leaf in result.params)
     assert np.isfinite(result.covariances).all() and np.isfinite(result.objective)
     assert result.counts[2] < 1.0 and result.params.weights[2] < 1e-10
@@ -166,24 +168,27 @@ def test_chunked_statistics_equal_single_pass(covariance_type, x64):
 
 def test_polish_continues_with_plain_em_in_the_same_program(x64):
     x = hard_problem(2)
-    kwargs = dict(rng_key=3, init_method="k-means++", tol=0.0)
-    with pytest.warns(ConvergenceWarning):
-        split = fit_gaussian_mixture(jnp.asarray(x), 8, max_iter=3, polish_iter=5, **kwargs)
-    with pytest.warns(ConvergenceWarning):
-        whole = fit_gaussian_mixture(jnp.asarray(x), 8, max_iter=8, **kwargs)
+    kwargs = dict(rng_key=3, init_params="k-means++", tol=0.0)
+    # The engine gives no warnings (the pipeline does, once, on the fit it returns).
+    split = fit_gaussian_mixture(jnp.asarray(x), 8, max_iter=3, polish_iter=5, **kwargs)
+    whole = fit_gaussian_mixture(jnp.asarray(x), 8, max_iter=8, **kwargs)
     # EM followed by an EM polish is the same trajectory as one longer EM run.
     np.testing.assert_allclose(split.params.means, whole.params.means, rtol=1e-12)
     np.testing.assert_allclose(split.polish_trace[0], whole.trace[0][3:], rtol=1e-12)
-    assert split.polish_n_iter[0] == 5 and split.restart_n_iter[0] == 3
+    # n_iter counts the loop's steps and the polish's.
+    assert split.restarts.n_iter[0] == 8
+    assert np.isfinite(split.trace[0]).sum() == 3 and np.isfinite(split.polish_trace[0]).sum() == 5
 
 
-def test_unknown_method_is_refused():
+def test_unknown_method_or_kernel_is_refused():
+    with pytest.raises(ValueError, match="Unknown kernel 'nuts'; use one of"):
+        fit_gaussian_mixture(jnp.ones((10, 2)), 2, kernel="nuts")
     with pytest.raises(ValueError, match="Unknown method 'nuts'; use one of"):
-        fit_gaussian_mixture(jnp.ones((10, 2)), 2, method="nuts")
+        fit_mixture(jnp.ones((10, 2)), 2, method="nuts")
 
 
 def test_max_iter_zero_returns_the_initialization():
     x = jnp.asarray(hard_problem(), jnp.float32)
-    result = fit_gaussian_mixture(x, 8, max_iter=0, init_method="k-means++")
-    assert result.trace.shape == (1, 0) and result.restart_n_iter[0] == 0
+    result = fit_gaussian_mixture(x, 8, max_iter=0, init_params="k-means++")
+    assert result.trace.shape == (1, 0) and result.restarts.n_iter[0] == 0
     assert np.isfinite(result.objective)

@@ -1,21 +1,17 @@
 """Gradient EM kernel, prune-and-merge and the over-parameterized fit (ALGORITHMS.md §2)."""
 
-import warnings
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from numpyro_gmm.fitting import ConvergenceWarning, InitialValues, fit_gaussian_mixture
+from numpyro_gmm import GaussianMixture
+from numpyro_gmm.fitting import InitialValues, fit_gaussian_mixture
 from numpyro_gmm.kernels import em, get_kernel, gradient_em
 from numpyro_gmm.mixture.params import GMMParams, precisions_cholesky_from_covariances
-from numpyro_gmm.overparameterized import (
-    default_n_components,
-    fit_gradient_em,
-    prune_and_merge,
-)
+from numpyro_gmm.overparameterized import default_n_components, prune_and_merge
+from numpyro_gmm.pipeline import fit_mixture
 
 from helpers import match_components
 
@@ -229,6 +225,19 @@ def _separated_mixture(seed, m=5, d=2, n_per=100, separation=4.0):
     return means[labels] + rng.normal(size=(n_per * m, d)), means
 
 
+def _fit_gradient_em(x, m, **settings):
+    """``method="gradient_em"`` with the theory's setting, the old ``fit_gradient_em`` defaults:
+    fixed spherical unit covariances, polish tolerance 1e-6."""
+    options = {"learn_covariance": False, **settings.pop("options", {})}
+    settings = {"covariance_type": "spherical", "tol": 1e-6, **settings}
+    return fit_mixture(jnp.asarray(x), m, method="gradient_em", options=options, **settings)
+
+
+def _finite(trace):
+    trace = np.asarray(trace)
+    return trace[np.isfinite(trace)]
+
+
 def _recovered(estimate, truth, tol):
     if estimate.shape != truth.shape:
         return False
@@ -242,47 +251,49 @@ def test_overparameterized_recovers_where_em_fails(dtype):
     for seed in range(4):
         x, truth = _separated_mixture(seed)
         x = x.astype(dtype)
-        result = fit_gradient_em(x, m, rng_key=seed, max_iter=600, tol=0.0)
-        assert result.found_target
-        assert result.means.dtype == dtype
+        # 600 gradient steps (the exploration always runs all of them), polish tol 1e-6.
+        result = _fit_gradient_em(x, m, rng_key=seed, max_iter=600)
+        assert result.extras["n_components_found"] == m
+        assert result.params.means.dtype == dtype
         assert np.isfinite(result.objective)
-        assert result.gradient_trace.shape == (600,) and np.all(np.isfinite(result.gradient_trace))
-        assert result.polish_trace is not None and result.polish_trace.size >= 1
-        assert result.n_components_fit == 25
-        gradient_recovered.append(_recovered(result.means, truth, tol))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            baseline = fit_gaussian_mixture(
-                jnp.asarray(x),
-                m,
-                covariance_type="spherical",
-                rng_key=seed,
-                init_method="random_from_data",
-                initial=InitialValues(precisions_cholesky=np.ones(m, dtype)),
-                max_iter=200,
-                method="gradient_em",
-                method_options={"mean_update": "em", "step_size": 1.0},
-            )
+        gradient_trace = result.extras["exploration"].best_trace()
+        assert gradient_trace.shape == (600,) and np.all(np.isfinite(gradient_trace))
+        assert result.polish_trace is not None
+        assert _finite(result.polish_trace[result.best_restart]).size >= 1
+        assert result.extras["n_components_fit"] == 25
+        gradient_recovered.append(_recovered(np.asarray(result.params.means), truth, tol))
+        baseline = fit_gaussian_mixture(
+            jnp.asarray(x),
+            m,
+            covariance_type="spherical",
+            rng_key=seed,
+            init_params="random_from_data",
+            initial=InitialValues(precisions_cholesky=np.ones(m, dtype)),
+            max_iter=200,
+            kernel="gradient_em",
+            kernel_options={"mean_update": "em", "step_size": 1.0},
+        )
         em_recovered.append(_recovered(np.asarray(baseline.params.means), truth, tol))
     assert all(gradient_recovered)
     assert not all(em_recovered)
 
 
-def test_fit_gradient_em_with_learned_covariance():
+def test_gradient_em_method_with_learned_covariance():
     rng = np.random.default_rng(5)
     means = np.array([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0]])
     labels = rng.integers(0, 3, 600)
     x = means[labels] + 0.5 * rng.normal(size=(600, 2))
-    result = fit_gradient_em(
-        x.astype(np.float32), 3, learn_covariance=True, rng_key=1, max_iter=300, tol=0.0
+    result = _fit_gradient_em(
+        x.astype(np.float32), 3, options={"learn_covariance": True}, rng_key=1, max_iter=300
     )
-    assert result.n_components_found == 3
-    assert _recovered(result.means, means, 0.5)
+    assert result.extras["n_components_found"] == 3
+    assert _recovered(np.asarray(result.params.means), means, 0.5)
     np.testing.assert_allclose(result.covariances, 0.25, rtol=0.3)
 
 
-def test_fit_gradient_em_rejects_bad_input():
+def test_gradient_em_method_rejects_bad_input():
     with pytest.raises(ValueError, match="n_components_fit"):
-        fit_gradient_em(np.zeros((20, 2)), 5, n_components_fit=3)
+        _fit_gradient_em(np.zeros((20, 2)), 5, options={"n_components_fit": 3})
+    # fit_mixture takes validated data: the entry points that validate reject NaN.
     with pytest.raises(ValueError, match="NaN"):
-        fit_gradient_em(np.full((20, 2), np.nan), 2)
+        GaussianMixture(2, method="gradient_em").fit(np.full((20, 2), np.nan))

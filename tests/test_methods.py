@@ -55,14 +55,32 @@ def test_facade_methods_recover_the_clusters(method, covariance_type, options, d
 
 
 def test_facade_rejects_options_a_method_does_not_take(data):
-    with pytest.raises(ValueError, match="takes no method options"):
+    with pytest.raises(ValueError, match=r"Unknown option\(s\) \['step_size'\] for method='em'"):
         ngm.GaussianMixture(2, method_options={"step_size": 1.0}).fit(data)
-    with pytest.raises(ValueError, match="takes no prior"):
-        ngm.GaussianMixture(
-            2,
-            method="gradient_em",
-            prior=ngm.GaussianMixturePrior(weight_concentration=np.full(2, 2.0)),
-        ).fit(data)
+    with pytest.raises(ValueError, match="'polish_iter'"):  # the message lists what it takes
+        ngm.GaussianMixture(2, method="biglearn_em", method_options={"stepsize": 1}).fit(data)
+
+
+def test_gradient_em_polishes_under_the_prior(data):
+    """The exploration is maximum likelihood; the polish is MAP-EM under the given prior."""
+    import jax.numpy as jnp
+
+    from numpyro_gmm.fitting import log_joint
+    from numpyro_gmm.mixture.params import GMMParams
+
+    prior = ngm.GaussianMixturePrior(weight_concentration=np.full(4, 50.0))
+    gm = quietly(
+        ngm.GaussianMixture(4, method="gradient_em", prior=prior, random_state=0, max_iter=200).fit,
+        data,
+    )
+    params = GMMParams(gm.weights_, gm.means_, gm.precisions_cholesky_)
+    expected = log_joint(jnp.asarray(data, jnp.float32), params, "full", prior)
+    assert gm.objective_ == pytest.approx(expected, rel=1e-5)
+    # A strong flat Dirichlet pulls the weights towards 1/4 (MAP, not ML).
+    ml = quietly(
+        ngm.GaussianMixture(4, method="gradient_em", random_state=0, max_iter=200).fit, data
+    )
+    assert np.abs(gm.weights_ - 0.25).max() < np.abs(ml.weights_ - 0.25).max()
 
 
 @pytest.mark.parametrize("method", ["em", "biglearn_em", "gradient_em"])
@@ -132,7 +150,7 @@ def test_map_commutes_with_standardization(covariance_type, x64):
     if covariance_type == "spherical":
         shift, scale = x.mean(0), np.full(2, 3.0)
     start = fit_gaussian_mixture(
-        jnp.asarray(x), 2, covariance_type=covariance_type, max_iter=0, init_method="kmeans"
+        jnp.asarray(x), 2, covariance_type=covariance_type, max_iter=0, init_params="kmeans"
     ).params
     kwargs = dict(covariance_type=covariance_type, max_iter=3000, tol=1e-13, reg_covar=1e-12)
     raw = fit_gaussian_mixture(

@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, "tests")
 from helpers import make_mixture_data
 from numpyro_gmm.fitting import fit_gaussian_mixture, log_joint
-from numpyro_gmm.methods import run_method
+from numpyro_gmm.pipeline import fit_mixture
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
 from numpyro_gmm.parallel import data_mesh
 from numpyro_gmm.sklearn import GaussianMixture
@@ -54,19 +54,19 @@ def engine(name, n_samples, dtype, method="em", covariance_type="full", **kwargs
     # The engine directly, with chunks smaller than a device's block (several per device).
     x = data(n_samples, dtype)
     common = dict(covariance_type=covariance_type, rng_key=1, chunk_size=100, **kwargs)
-    fits = [fit_gaussian_mixture(jax.numpy.asarray(x), 3, method=method, **common),
-            fit_gaussian_mixture(x, 3, method=method, mesh=mesh, **common)]
+    fits = [fit_gaussian_mixture(jax.numpy.asarray(x), 3, kernel=method, **common),
+            fit_gaussian_mixture(x, 3, kernel=method, mesh=mesh, **common)]
     one, many = ((f.params.weights, f.params.means, f.covariances, f.objective) for f in fits)
-    out[name] = differences(one, many, [int(f.restart_n_iter[0]) for f in fits])
+    out[name] = differences(one, many, [f.n_iter for f in fits])
 
 def method(name, n_samples, dtype, method, covariance_type="full", **kwargs):
-    # Through run_method: method-level steps (standardization, merging, polish) too.
+    # Through the pipeline: method-level stages (standardization, merging, polish) too.
     x = data(n_samples, dtype)
     common = dict(covariance_type=covariance_type, rng_key=1, **kwargs)
-    fits = [run_method(method, jax.numpy.asarray(x), 3, **common).fit,
-            run_method(method, x, 3, mesh=mesh, **common).fit]
+    fits = [fit_mixture(jax.numpy.asarray(x), 3, method=method, **common),
+            fit_mixture(x, 3, method=method, mesh=mesh, **common)]
     one, many = ((f.params.weights, f.params.means, f.covariances, f.objective) for f in fits)
-    out[name] = differences(one, many, [int(f.restart_n_iter[0]) for f in fits])
+    out[name] = differences(one, many, [f.n_iter for f in fits])
 
 def facade(name, n_samples, dtype):
     x = data(n_samples, dtype)
@@ -80,16 +80,16 @@ prior = GaussianMixturePrior(weight_concentration=np.full(3, 2.0), mean_loc=np.z
                              covariance_scale=np.eye(3))
 for covariance_type in ("tied", "diag", "spherical"):
     engine(f"em-{covariance_type}-float32", 2003, "float32", "em", covariance_type,
-           init_method="kmeans", max_iter=30)
+           init_params="kmeans", max_iter=30)
 facade("em-full-float32", 2003, "float32")
 engine("biglearn_em-float32", 1501, "float32", "biglearn_em", max_iter=8)
 jax.config.update("jax_enable_x64", True)
-engine("em-full-float64", 2003, "float64", "em", init_method="random", max_iter=30)
+engine("em-full-float64", 2003, "float64", "em", init_params="random", max_iter=30)
 engine("em-map-divisible-float64", 2000, "float64", "em", max_iter=30, prior=prior)
 method("gradient_em-float64", 1501, "float64", "gradient_em", "spherical", max_iter=40,
        options={"polish_iter": 10})
 x = data(1501, "float64")
-params = run_method("em", jax.numpy.asarray(x), 3, max_iter=3).fit.params
+params = fit_mixture(jax.numpy.asarray(x), 3, max_iter=3).params
 values = [log_joint(x, params, "full", prior), log_joint(x, params, "full", prior, mesh=mesh)]
 out["log_joint-float64"] = {"objective": abs(values[0] - values[1]) / abs(values[0])}
 print("RESULT" + json.dumps(out))

@@ -9,9 +9,10 @@ import pytest
 import xarray as xr
 
 import numpyro_gmm as ngm
+from numpyro_gmm.fit_result import FitResult, Restarts
+from numpyro_gmm.map_result import MAPResult
 from numpyro_gmm.numpyro_bridge import read_model
-from numpyro_gmm.relabel import component_axes, match_components, permute_components
-from numpyro_gmm.results import MAPResult
+from numpyro_gmm.relabelling import component_axes, match_components, permute_components
 
 K = 3
 MEANS = np.array([[-6.0, 0.0, 1.0], [0.0, 5.0, -1.0], [7.0, -3.0, 0.0]])
@@ -46,16 +47,8 @@ def _site_values(covariance_type, n_features, rng):
 def _result(model, x, params):
     """A MAPResult at given parameters (no fit needed to test relabelling)."""
     mixture = read_model(model, x)
-    return MAPResult.from_fit(
-        mixture,
-        params,
-        method="em",
-        restart_objective=np.array([0.0]),
-        restart_n_iter=np.array([1]),
-        restart_converged=np.array([True]),
-        trace=np.zeros((1, 1)),
-        options={},
-    )
+    fit = FitResult(params, 0.0, 0, Restarts.single(0.0, 1, True), np.zeros((1, 1)))
+    return MAPResult.from_fit(mixture, params, fit)
 
 
 @pytest.mark.parametrize(

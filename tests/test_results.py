@@ -1,18 +1,17 @@
 """Tests of the DataTree conversion, the pointwise log-likelihood and atomic writing."""
 
 import os
+import warnings
 
 import numpy as np
 import pytest
 import xarray as xr
 from scipy.stats import multivariate_normal
 
-from numpyro_gmm.results import (
-    expand_covariances,
-    gmm_to_datatree,
-    pointwise_log_likelihood,
-    write_datatree_atomic,
-)
+from numpyro_gmm.atomic import write_datatree_atomic
+from numpyro_gmm.density import expand_covariances, pointwise_log_likelihood
+from numpyro_gmm.errors import ConvergenceWarning, EmptyComponentWarning
+from numpyro_gmm.mixture.params import precisions_cholesky_from_covariances
 
 K, D, N = 3, 2, 40
 
@@ -41,20 +40,42 @@ def _random_params(covariance_type, k=K, d=D, seed=0):
     return weights, means, cov
 
 
-def _tree(covariance_type, x=None, **kw):
+COV_SITE = {
+    "full": "covariances",
+    "tied": "covariance",
+    "diag": "variances",
+    "spherical": "variances",
+}
+
+
+def _fitted(covariance_type, x, **kw):
+    """A facade fit of ``x`` for 3 EM steps from the random parameters."""
+    from numpyro_gmm import GaussianMixture
+    from numpyro_gmm.mixture.params import precisions_from_precisions_cholesky
+
     weights, means, cov = _random_params(covariance_type)
-    return gmm_to_datatree(
-        weights=weights,
-        means=means,
-        covariances=cov,
+    factor = precisions_cholesky_from_covariances(np.asarray(cov), covariance_type)
+    precisions = np.asarray(precisions_from_precisions_cholesky(factor, covariance_type))
+    return GaussianMixture(
+        K,
         covariance_type=covariance_type,
-        lower_bounds=[-3.0, -2.5, -2.4],
-        converged=True,
-        n_iter=3,
-        objective=-123.5,
-        x=x,
+        weights_init=weights,
+        means_init=means,
+        precisions_init=precisions,
+        max_iter=3,
+        tol=0.0,
         **kw,
-    )
+    ).fit(x)
+
+
+def _tree(covariance_type, x=None, feature_names=None, attrs=None):
+    x = np.random.default_rng(3).normal(size=(N, D)) if x is None else x
+    with warnings.catch_warnings():
+        # Three steps from random parameters: not converged, maybe an emptied component.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", EmptyComponentWarning)
+        gm = _fitted(covariance_type, x)
+    return gm, gm.to_datatree(x, feature_names=feature_names, attrs=attrs)
 
 
 def _scipy_loglik(x, weights, means, cov_full):
@@ -106,18 +127,20 @@ def test_pointwise_log_likelihood_rejects_non_pd_covariance(x64):
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 def test_groups_dims_and_coords(covariance_type, x64):
     x = np.random.default_rng(3).normal(size=(N, D))
-    dt = _tree(covariance_type, x=x, feature_names=["a", "b"])
+    gm, dt = _tree(covariance_type, x=x, feature_names=["a", "b"])
     assert set(dt.children) == {
         "posterior",
         "sample_stats",
         "em_trace",
         "observed_data",
         "log_likelihood",
+        "restarts",
     }
     post = dt["posterior"]
     assert post["weights"].dims == ("chain", "draw", "component")
     assert post["locs"].dims == ("chain", "draw", "component", "feature")
-    assert post["covariances"].dims == COV_DIMS[covariance_type]
+    assert post[COV_SITE[covariance_type]].dims == COV_DIMS[covariance_type]
+    np.testing.assert_array_equal(post[COV_SITE[covariance_type]].values[0, 0], gm.covariances_)
     assert post.sizes["chain"] == 1 and post.sizes["draw"] == 1
     assert list(post["component"].values) == [0, 1, 2]
     assert list(post["feature"].values) == ["a", "b"]
@@ -128,13 +151,13 @@ def test_groups_dims_and_coords(covariance_type, x64):
     stats = dt["sample_stats"]
     for name in ("lp", "converged", "n_iter"):
         assert stats[name].dims == ("chain", "draw")
-    assert stats["lp"].item() == -123.5
-    assert stats["converged"].dtype == bool and bool(stats["converged"].item())
+    assert stats["lp"].item() == gm.objective_
+    assert stats["converged"].dtype == bool and not bool(stats["converged"].item())
     assert stats["n_iter"].item() == 3
 
     trace = dt["em_trace"]["lower_bound"]
-    assert trace.dims == ("iteration",)
-    np.testing.assert_array_equal(trace.values, [-3.0, -2.5, -2.4])
+    assert trace.dims == ("restart", "iteration")
+    np.testing.assert_array_equal(trace.values[0], gm.lower_bounds_)
     np.testing.assert_array_equal(trace["iteration"].values, [1, 2, 3])
 
     obs = dt["observed_data"]["obs"]
@@ -142,44 +165,29 @@ def test_groups_dims_and_coords(covariance_type, x64):
     np.testing.assert_array_equal(obs.values, x)
     ll = dt["log_likelihood"]["obs"]
     assert ll.dims == ("chain", "draw", "obs_id")
-    weights, means, cov = _random_params(covariance_type)
     np.testing.assert_allclose(
-        ll.values[0, 0], pointwise_log_likelihood(x, weights, means, cov, covariance_type)
+        ll.values[0, 0],
+        pointwise_log_likelihood(x, gm.weights_, gm.means_, gm.covariances_, covariance_type),
     )
+    assert dt["restarts"]["objective"].values[0] == gm.objective_
 
     assert dt.attrs["covariance_type"] == covariance_type
+    assert dt.attrs["best_restart"] == 0 and dt.attrs["method"] == "em"
     assert isinstance(dt.attrs["numpyro_gmm_version"], str) and dt.attrs["numpyro_gmm_version"]
     assert dt.attrs["creation_library"] == "numpyro_gmm"
     assert "created_at" in dt.attrs
 
 
-def test_without_data_has_no_data_groups_and_default_feature_names(x64):
-    dt = _tree("full")
-    assert set(dt.children) == {"posterior", "sample_stats", "em_trace"}
+def test_default_feature_names(x64):
+    _, dt = _tree("full")
     assert list(dt["posterior"]["feature"].values) == ["x0", "x1"]
-
-
-def test_empty_trace_is_allowed(x64):
-    weights, means, cov = _random_params("diag")
-    dt = gmm_to_datatree(
-        weights=weights,
-        means=means,
-        covariances=cov,
-        covariance_type="diag",
-        lower_bounds=[],
-        converged=False,
-        n_iter=0,
-        objective=float("-inf"),
-    )
-    assert dt["em_trace"].sizes["iteration"] == 0
-    assert not bool(dt["sample_stats"]["converged"].item())
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 def test_netcdf_round_trip(tmp_path, covariance_type, x64):
     x = np.random.default_rng(4).normal(size=(N, D))
-    attrs = {"method": "em", "options": {"n_init": 8}, "x64": True, "weights_init": None}
-    dt = _tree(covariance_type, x=x, feature_names=["a", "b"], attrs=attrs)
+    attrs = {"source": {"n_init": 8}, "x64": True, "weights_init": None}
+    _, dt = _tree(covariance_type, x=x, feature_names=["a", "b"], attrs=attrs)
     path = tmp_path / "fit.nc"
     write_datatree_atomic(dt, path)
     assert path.exists()
@@ -195,7 +203,7 @@ def test_netcdf_round_trip(tmp_path, covariance_type, x64):
         assert list(back["posterior"]["feature"].values) == ["a", "b"]
         assert back.attrs["covariance_type"] == covariance_type
         assert back.attrs["method"] == "em"
-        assert back.attrs["options"] == '{"n_init": 8}'
+        assert back.attrs["source"] == '{"n_init": 8}'
         assert int(back.attrs["x64"]) == 1
         assert back.attrs["weights_init"] == "None"
 
@@ -203,7 +211,7 @@ def test_netcdf_round_trip(tmp_path, covariance_type, x64):
 def test_write_failure_leaves_previous_file_and_no_partial_file(tmp_path, monkeypatch, x64):
     path = tmp_path / "fit.nc"
     path.write_bytes(b"previous content")
-    dt = _tree("full")
+    _, dt = _tree("full")
 
     def broken_to_netcdf(self, filepath, *args, **kwargs):
         with open(filepath, "wb") as fh:
@@ -220,7 +228,7 @@ def test_write_failure_leaves_previous_file_and_no_partial_file(tmp_path, monkey
 def test_write_replaces_existing_file(tmp_path, x64):
     path = tmp_path / "fit.nc"
     path.write_bytes(b"old")
-    write_datatree_atomic(_tree("spherical"), path)
+    write_datatree_atomic(_tree("spherical")[1], path)
     with xr.open_datatree(path) as back:
         assert back.attrs["covariance_type"] == "spherical"
 
@@ -231,23 +239,21 @@ def test_write_replaces_existing_file(tmp_path, x64):
         ("covariances", np.ones((K, D)), "covariances for covariance_type='full'"),
         ("means", np.zeros((K + 1, D)), "means must have shape"),
         ("weights", np.ones((K, 1)), "weights must have shape"),
-        ("covariance_type", "banded", "covariance_type must be one of"),
-        ("feature_names", ["a"], "feature_names has 1 names"),
+        ("covariance_type", "banded", "Unknown covariance_type 'banded'"),
         ("x", np.zeros((5, D + 1)), "x must have shape"),
     ],
 )
 def test_invalid_input_raises(field, value, match, x64):
     weights, means, cov = _random_params("full")
     kwargs = dict(
-        weights=weights,
-        means=means,
-        covariances=cov,
-        covariance_type="full",
-        lower_bounds=[0.0],
-        converged=True,
-        n_iter=1,
-        objective=0.0,
+        x=np.zeros((5, D)), weights=weights, means=means, covariances=cov, covariance_type="full"
     )
     kwargs[field] = value
     with pytest.raises(ValueError, match=match):
-        gmm_to_datatree(**kwargs)
+        pointwise_log_likelihood(**kwargs)
+
+
+def test_wrong_feature_names_raise(x64):
+    gm, _ = _tree("full")
+    with pytest.raises(ValueError, match="feature_names has 1 names"):
+        gm.to_datatree(np.zeros((5, D)), feature_names=["a"])

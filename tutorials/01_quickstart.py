@@ -19,9 +19,9 @@ import numpy as np
 import xarray as xr
 
 import numpyro_gmm as ngm
+from numpyro_gmm.atomic import write_datatree_atomic
 from numpyro_gmm.datasets import load_example
 from numpyro_gmm.plotting import plot_mixture
-from numpyro_gmm.results import write_datatree_atomic
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

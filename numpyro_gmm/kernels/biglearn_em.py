@@ -127,6 +127,7 @@ from jax import lax
 from numpyro_gmm._types import Array, CovarianceType, PRNGKey
 from numpyro_gmm.mixture.chunking import chunked_sum, n_rows
 from numpyro_gmm.mixture.estep import component_log_prob, sufficient_statistics
+from numpyro_gmm.mixture.mstep import map_weights
 from numpyro_gmm.mixture.params import (
     GMMParams,
     all_finite,
@@ -342,7 +343,7 @@ def _marginal_statistics(
     )
     stats = sufficient_statistics(y * maskf, masked, "full", chunk_size)
     n_unselected = n_features - jnp.sum(maskf)
-    correction = 0.5 * n_unselected * math.log(2 * math.pi) * n_rows(y)
+    correction = 0.5 * n_unselected * math.log(2 * math.pi) * n_rows(y, chunk_size)
     return stats, stats.log_likelihood + correction
 
 
@@ -389,10 +390,10 @@ def matching_update(
     marginal_log_likelihood : Array, shape ()
         Log-likelihood of the entering parameters on the matched marginal.
     """
-    n_samples, n_features = n_rows(x), x.shape[1]
+    chunk_size = x.shape[0] if chunk_size is None else chunk_size
+    n_samples, n_features = n_rows(x, chunk_size), x.shape[1]
     n_components = state.params.weights.shape[0]
     dtype = x.dtype
-    chunk_size = n_samples if chunk_size is None else chunk_size
     alpha = 1.0 / n_components if weight_smoothing is None else weight_smoothing
     rotation, mask = matching.rotation.astype(dtype), matching.mask
     maskf = mask.astype(dtype)
@@ -424,8 +425,7 @@ def matching_update(
         if prior.weight_concentration is None:
             estimate = counts / n_samples
         else:
-            unnormalized = jnp.maximum(counts + prior.weight_concentration - 1.0, 0.0)
-            estimate = unnormalized / jnp.sum(unnormalized)
+            estimate = map_weights(counts, prior.weight_concentration)
         smoothed = estimate + alpha
         return smoothed / jnp.sum(smoothed)
 

@@ -61,7 +61,7 @@ import jax.numpy as jnp
 from numpyro_gmm._types import Array, CovarianceType, PRNGKey
 from numpyro_gmm.mixture.chunking import chunked_sum, n_rows
 from numpyro_gmm.mixture.estep import SufficientStats, sufficient_statistics
-from numpyro_gmm.mixture.mstep import m_step
+from numpyro_gmm.mixture.mstep import m_step, map_weights
 from numpyro_gmm.mixture.params import (
     GMMParams,
     all_finite,
@@ -131,22 +131,32 @@ def get_params(state: GradientEMState) -> GMMParams:
 def _new_weights(counts: Array, prior: GaussianMixturePrior | None) -> Array:
     """EM (or Dirichlet-MAP) weights; ``10 eps`` keeps an empty component's weight positive."""
     counts = counts + 10 * jnp.finfo(counts.dtype).eps
-    if prior is None or prior.weight_concentration is None:
-        return counts / jnp.sum(counts)
-    unnormalized = jnp.maximum(counts + prior.weight_concentration - 1.0, 0.0)
-    return unnormalized / jnp.sum(unnormalized)
+    return map_weights(counts, None if prior is None else prior.weight_concentration)
 
 
 def spherical_mean_statistics(x: Array, params: GMMParams, chunk_size: int) -> SufficientStats:
     """Counts, centred first moments and log-likelihood of a spherical mixture, by matmuls.
 
     The same numbers as :func:`~numpyro_gmm.mixture.estep.sufficient_statistics` for
-    ``covariance_type="spherical"`` except that ``second`` is not computed (zeros). The
-    squared distances come from ``|x|^2 - 2 x . mu + |mu|^2`` (clamped at 0) instead of an
-    explicit ``(K, C, D)`` difference tensor, which makes the step several times faster when
-    the covariances are fixed and only the means and weights move. The expansion loses
-    about ``eps * |x|^2`` of absolute accuracy in the exponent, negligible for data within a
-    few thousand units of the origin in float32.
+    ``covariance_type="spherical"`` (``first`` centred at ``params.means``) except that
+    ``second`` is not computed (zeros). The squared distances come from the expansion
+    ``|y|^2 - 2 y . m_k + |m_k|^2`` (clamped at 0) instead of an explicit ``(K, C, D)``
+    difference tensor, which makes the step several times faster when the covariances are
+    fixed and only the means and weights move.
+
+    **Common shift (precision).** Expanded about the origin, the squared distances would lose
+    about ``eps |x|^2`` in the exponent and the first moments ``sum r x - N mu`` about
+    ``eps N |x|``: in float32, data a thousand units from the origin lose whole units of the
+    exponent. Rows and means are therefore first shifted by one common reference point, the
+    weight-averaged mean ``c = sum_k pi_k mu_k / sum_k pi_k`` (``y = x - c``, ``m_k = mu_k -
+    c``), which leaves every difference ``y - m_k = x - mu_k`` and hence every statistic
+    unchanged in exact arithmetic. What remains is relative to the spread of the data and of
+    the means about ``c``, not to their distance from the origin: about ``eps (|x - c|^2 +
+    |mu_k - c|^2)`` in the exponent, ``eps N_k |mu_k - c|`` in ``first`` (the cancellation of
+    ``sum r y`` against ``N_k m_k``), and ``ulp(|x|) / 2`` per coordinate from rounding
+    ``x - c`` itself, the resolution at which the data are stored anyway. The explicit
+    difference path of :func:`~numpyro_gmm.mixture.estep.sufficient_statistics` avoids the
+    first two terms, at the cost of the ``(K, C, D)`` tensor.
     """
     n_features = x.shape[-1]
     log_weights = jnp.log(params.weights)
@@ -154,11 +164,16 @@ def spherical_mean_statistics(x: Array, params: GMMParams, chunk_size: int) -> S
     constant = n_features * jnp.log(params.precisions_cholesky) - 0.5 * n_features * math.log(
         2 * math.pi
     )
-    mean_norms = jnp.sum(params.means**2, axis=-1)
+    # Common reference point (exact in exact arithmetic; any point would do): the weighted
+    # mean of the means lies inside the data, so |x - c| is of the order of the data's spread.
+    reference = jnp.sum(params.weights[:, None] * params.means, axis=0) / jnp.sum(params.weights)
+    shifted_means = params.means - reference
+    mean_norms = jnp.sum(shifted_means**2, axis=-1)
 
     def chunk_fn(rows: Array, row_weights: Array, row_index: Array) -> SufficientStats:
         del row_index
-        squared = jnp.sum(rows**2, axis=-1)[:, None] - 2.0 * rows @ params.means.T
+        rows = rows - reference
+        squared = jnp.sum(rows**2, axis=-1)[:, None] - 2.0 * rows @ shifted_means.T
         squared = jnp.maximum(squared + mean_norms[None, :], 0.0)
         log_prob = log_weights + constant - 0.5 * precisions * squared
         log_norm = jax.nn.logsumexp(log_prob, axis=-1)
@@ -166,7 +181,8 @@ def spherical_mean_statistics(x: Array, params: GMMParams, chunk_size: int) -> S
         counts = jnp.sum(responsibilities, axis=0)
         return SufficientStats(
             counts=counts,
-            first=responsibilities.T @ rows - counts[:, None] * params.means,
+            # sum_n r_nk (x_n - mu_k) = sum_n r_nk (y_n - m_k): centred at the entering means.
+            first=responsibilities.T @ rows - counts[:, None] * shifted_means,
             second=jnp.zeros((), rows.dtype),
             log_likelihood=jnp.sum(row_weights * log_norm),
         )
@@ -225,7 +241,7 @@ def build_kernel(
     ) -> tuple[GradientEMState, GradientEMInfo]:
         del rng_key  # deterministic (full batch); the key keeps one signature for all kernels.
         params = state.params
-        n_samples = n_rows(x)
+        n_samples = n_rows(x, chunk_size)
         if fast_path:
             stats = spherical_mean_statistics(x, params, chunk_size)
         else:

@@ -13,6 +13,7 @@ the MAP in one coordinate system maps exactly onto the MAP in the other.
 import numpy as np
 
 from numpyro_gmm._types import CovarianceType
+from numpyro_gmm.mixture.covariance import check_covariance_type, dispatch
 from numpyro_gmm.mixture.params import GMMParams
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
 
@@ -31,6 +32,7 @@ def standardization(x: np.ndarray, covariance_type: CovarianceType) -> tuple:
     Spherical covariances get one common scale (the mean standard deviation); constant
     features keep scale 1.
     """
+    check_covariance_type(covariance_type)
     shift = np.mean(x, axis=0)
     scale = np.std(x, axis=0)
     scale = np.where(scale > 0, scale, 1.0)
@@ -47,14 +49,21 @@ def _map_params(params: GMMParams, shift, scale, covariance_type, forward: bool)
     factor = scale if forward else 1.0 / scale
     means = (params.means - shift) / scale if forward else params.means * scale + shift
     precision_factor = np.asarray(params.precisions_cholesky)
-    if covariance_type in ("full", "tied"):
+
+    def by_rows(upper: np.ndarray) -> np.ndarray:
         # P' = S P S, so the upper factor scales by rows: U' = S U.
-        precision_factor = factor[:, None] * precision_factor
-    elif covariance_type == "diag":
-        precision_factor = precision_factor * factor
-    else:
-        precision_factor = precision_factor * factor[0]
-    return GMMParams(np.asarray(params.weights), means, precision_factor)
+        return factor[:, None] * upper
+
+    scale_factor = dispatch(
+        covariance_type,
+        {
+            "full": by_rows,
+            "tied": by_rows,
+            "diag": lambda inverse_sd: inverse_sd * factor,
+            "spherical": lambda inverse_sd: inverse_sd * factor[0],
+        },
+    )
+    return GMMParams(np.asarray(params.weights), means, scale_factor(precision_factor))
 
 
 def to_standard(params: GMMParams, shift, scale, covariance_type) -> GMMParams:
@@ -69,17 +78,23 @@ def from_standard(params: GMMParams, shift, scale, covariance_type) -> GMMParams
 
 def covariances_from_standard(covariances, scale, covariance_type) -> np.ndarray:
     """Covariances of ``z`` -> covariances of ``x``."""
-    if covariance_type in ("full", "tied"):
-        return np.asarray(covariances) * _outer(scale)
-    if covariance_type == "diag":
-        return np.asarray(covariances) * scale**2
-    return np.asarray(covariances) * scale[0] ** 2
+    factor = dispatch(
+        covariance_type,
+        {
+            "full": lambda: _outer(scale),
+            "tied": lambda: _outer(scale),
+            "diag": lambda: scale**2,
+            "spherical": lambda: scale[0] ** 2,
+        },
+    )
+    return np.asarray(covariances) * factor()
 
 
 def prior_to_standard(
     prior: GaussianMixturePrior | None, shift, scale, covariance_type
 ) -> GaussianMixturePrior | None:
     """Hyperparameters for ``z``: the image of the prior under the change of coordinates."""
+    check_covariance_type(covariance_type)
     if prior is None:
         return None
     changes = {}
@@ -90,6 +105,9 @@ def prior_to_standard(
     if prior.covariance_scale is not None:
         changes["covariance_scale"] = np.asarray(prior.covariance_scale) / _outer(scale)
     if prior.variance_rate is not None:
-        squared = scale**2 if covariance_type == "diag" else scale[0] ** 2
+        # An Inverse-Gamma prior applies to variances only (diag, spherical).
+        squared = dispatch(
+            covariance_type, {"diag": lambda: scale**2, "spherical": lambda: scale[0] ** 2}
+        )()
         changes["variance_rate"] = np.asarray(prior.variance_rate) / squared
     return prior._replace(**changes)

@@ -6,19 +6,19 @@ clamped offset (it overlaps the previous one) and the overlapping rows get weigh
 the data array is never padded or copied.
 
 **Data parallelism.** Every reduction over data rows in the package goes through
-:func:`chunked_sum`, so it is the one place that knows how the rows are laid out. Inside
-:func:`sharded_rows` (entered by the data-parallel programs of :mod:`numpyro_gmm.fitting`,
-inside ``jax.shard_map``), ``x`` is one device's block of a row-sharded array: each device
-sums its own block chunk by chunk, rows past the global ``n_samples`` (the padding that makes
-``N`` a multiple of the device count) get weight zero, ``row_index`` is the global row number,
-and one ``lax.psum`` over the mesh axis gives every device the global sums. The result equals
-the single-device sum up to the order of floating-point additions.
+:func:`chunked_sum`, so it is the one place that knows how the rows are laid out, and the
+layout is part of its static ``rows`` argument (a :class:`RowPlan`, or a plain chunk size for
+one device). With a plan that names a mesh axis (built by the data-parallel programs of
+:mod:`numpyro_gmm.fitting`, traced inside ``jax.shard_map``), ``x`` is one device's block of a
+row-sharded array: each device sums its own block chunk by chunk, rows past the global
+``n_samples`` (the padding that makes ``N`` a multiple of the device count) get weight zero,
+``row_index`` is the global row number, and one ``lax.psum`` over the mesh axis gives every
+device the global sums. The result equals the single-device sum up to the order of
+floating-point additions.
 """
 
-import contextlib
-import contextvars
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -27,53 +27,41 @@ from jax import lax
 
 from numpyro_gmm._types import Array
 
-__all__ = ["default_chunk_size", "chunked_sum", "n_rows", "sharded_rows", "RowLayout"]
+__all__ = ["RowPlan", "as_row_plan", "chunked_sum", "default_chunk_size", "n_rows"]
 
 # Aim for per-chunk temporaries of roughly this many elements of the (K, C, D) tensor.
 _TARGET_CHUNK_ELEMENTS = 1 << 20
 _MIN_CHUNK_ROWS = 256
 
 
-class RowLayout(NamedTuple):
-    """How the rows seen by :func:`chunked_sum` relate to the whole data set.
+class RowPlan(NamedTuple):
+    """How :func:`chunked_sum` walks the rows it is given (static: hashable, never traced).
 
     Attributes
     ----------
-    axis_name : str
-        Mesh axis the rows are sharded over (a ``shard_map`` axis).
-    n_samples : int
-        Number of real rows of the global array; rows at or past it are padding.
+    chunk_size : int
+        Rows per chunk.
+    axis_name : str or None
+        Mesh axis the rows are sharded over (a ``shard_map`` axis); ``None`` on one device.
+    n_samples : int or None
+        With ``axis_name``: number of real rows of the global array; rows at or past it are
+        padding.
     """
 
-    axis_name: str
-    n_samples: int
+    chunk_size: int
+    axis_name: str | None = None
+    n_samples: int | None = None
 
 
-# Set only while a shard_map body is traced: static configuration, never a traced value.
-_LAYOUT: contextvars.ContextVar[RowLayout | None] = contextvars.ContextVar(
-    "numpyro_gmm_row_layout", default=None
-)
+def as_row_plan(rows: "RowPlan | int") -> RowPlan:
+    """A :class:`RowPlan` from a plan or a plain chunk size (one device)."""
+    return rows if isinstance(rows, RowPlan) else RowPlan(int(rows))
 
 
-@contextlib.contextmanager
-def sharded_rows(axis_name: str, n_samples: int) -> Iterator[RowLayout]:
-    """Trace the enclosed code with ``x`` being one device's block of row-sharded data.
-
-    Use it inside the function given to ``jax.shard_map`` (around the code that is traced,
-    not around a call of an already jitted function, whose cache does not see it).
-    """
-    layout = RowLayout(axis_name, int(n_samples))
-    token = _LAYOUT.set(layout)
-    try:
-        yield layout
-    finally:
-        _LAYOUT.reset(token)
-
-
-def n_rows(x: Array) -> int:
-    """Number of real data rows: ``x.shape[0]``, or the global count inside :func:`sharded_rows`."""
-    layout = _LAYOUT.get()
-    return x.shape[0] if layout is None else layout.n_samples
+def n_rows(x: Array, rows: "RowPlan | int") -> int:
+    """Number of real data rows: ``x.shape[0]``, or the global count of a sharded plan."""
+    plan = as_row_plan(rows)
+    return x.shape[0] if plan.axis_name is None else plan.n_samples
 
 
 def default_chunk_size(n_samples: int, n_components: int, n_features: int) -> int:
@@ -123,7 +111,7 @@ def _local_sum[Sums](
 
 
 def chunked_sum[Sums](
-    chunk_fn: Callable[[Array, Array, Array], Sums], x: Array, chunk_size: int
+    chunk_fn: Callable[[Array, Array, Array], Sums], x: Array, rows: RowPlan | int
 ) -> Sums:
     """Sum ``chunk_fn(rows, row_weights, row_index)`` over row chunks of ``x``.
 
@@ -135,18 +123,19 @@ def chunked_sum[Sums](
         this chunk and 0 for rows already counted (or padding), and ``row_index`` holds the
         global row numbers. Every returned leaf must already be weighted by ``weights``.
     x : Array, shape (N, D)
-        The data, or inside :func:`sharded_rows` this device's block of them.
-    chunk_size : int
-        Static number of rows per chunk; ``chunk_size >= N`` means a single pass.
+        The data, or with a sharded plan this device's block of them.
+    rows : RowPlan or int
+        Static chunking (an int is the chunk size on one device); ``chunk_size >= N`` means
+        a single pass.
 
     Returns
     -------
-    The leaf-wise sum over all rows (over every device's rows inside :func:`sharded_rows`),
-    with the structure of ``chunk_fn``'s output.
+    The leaf-wise sum over all rows (over every device's rows with a sharded plan), with the
+    structure of ``chunk_fn``'s output.
     """
-    layout = _LAYOUT.get()
-    if layout is None:
-        return _local_sum(chunk_fn, x, chunk_size, 0, None)
-    first_row = lax.axis_index(layout.axis_name) * x.shape[0]
-    local = _local_sum(chunk_fn, x, chunk_size, first_row, layout.n_samples, layout.axis_name)
-    return lax.psum(local, layout.axis_name)
+    plan = as_row_plan(rows)
+    if plan.axis_name is None:
+        return _local_sum(chunk_fn, x, plan.chunk_size, 0, None)
+    first_row = lax.axis_index(plan.axis_name) * x.shape[0]
+    local = _local_sum(chunk_fn, x, plan.chunk_size, first_row, plan.n_samples, plan.axis_name)
+    return lax.psum(local, plan.axis_name)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from numpyro_gmm._types import Array, CovarianceType
 from numpyro_gmm.mixture.chunking import chunked_sum
+from numpyro_gmm.mixture.covariance import check_covariance_type, dispatch, is_matrix_type
 from numpyro_gmm.mixture.params import GMMParams, log_det_precisions_cholesky
 
 __all__ = [
@@ -64,12 +65,20 @@ def log_prob_from_differences(
     Returns an array of shape (K, C).
     """
     n_features = differences.shape[-1]
-    if covariance_type in ("full", "tied"):
-        whitened = differences @ precisions_cholesky
-    elif covariance_type == "diag":
-        whitened = differences * precisions_cholesky[:, None, :]
-    else:
-        whitened = differences * precisions_cholesky[:, None, None]
+
+    def triangular(differences: Array, factor: Array) -> Array:
+        return differences @ factor
+
+    whiten = dispatch(
+        covariance_type,
+        {
+            "full": triangular,
+            "tied": triangular,
+            "diag": lambda differences, factor: differences * factor[:, None, :],
+            "spherical": lambda differences, factor: differences * factor[:, None, None],
+        },
+    )
+    whitened = whiten(differences, precisions_cholesky)
     log_det = log_det_precisions_cholesky(precisions_cholesky, covariance_type, n_features)
     log_det = jnp.broadcast_to(log_det, (differences.shape[0],))
     mahalanobis = jnp.sum(whitened**2, axis=-1)
@@ -92,13 +101,25 @@ def _second_moments(
     responsibilities: Array, differences: Array, covariance_type: CovarianceType
 ) -> Array:
     weighted = responsibilities[:, :, None] * differences
-    if covariance_type == "full":
-        return jnp.swapaxes(weighted, -1, -2) @ differences
-    if covariance_type == "tied":
+
+    def tied() -> Array:
         n_features = differences.shape[-1]
         flat_weighted = weighted.reshape(-1, n_features)
         return flat_weighted.T @ differences.reshape(-1, n_features)
-    return jnp.sum(weighted * differences, axis=1)
+
+    def diagonal() -> Array:
+        return jnp.sum(weighted * differences, axis=1)
+
+    second_moments = dispatch(
+        covariance_type,
+        {
+            "full": lambda: jnp.swapaxes(weighted, -1, -2) @ differences,
+            "tied": tied,
+            "diag": diagonal,
+            "spherical": diagonal,
+        },
+    )
+    return second_moments()
 
 
 def _chunk_statistics(
@@ -147,6 +168,7 @@ def sufficient_statistics(
     Responsibilities are computed in log space (``logsumexp``) and never materialized
     for more than one chunk of rows at a time.
     """
+    check_covariance_type(covariance_type)
 
     def chunk_fn(rows: Array, row_weights: Array, row_index: Array) -> SufficientStats:
         del row_index
@@ -167,16 +189,19 @@ def recentre(
     delta = old_shift - new_shift
     counts = stats.counts
     first = stats.first + counts[:, None] * delta
-    if covariance_type in ("full", "tied"):
+    if is_matrix_type(covariance_type):
         cross = stats.first[:, :, None] * delta[:, None, :]
         per_component = (
             cross
             + jnp.swapaxes(cross, -1, -2)
             + counts[:, None, None] * delta[:, :, None] * delta[:, None, :]
         )
-        if covariance_type == "tied":
-            per_component = jnp.sum(per_component, axis=0)
-        second = stats.second + per_component
+        # The tied statistics are summed over components.
+        reduce = dispatch(
+            covariance_type,
+            {"full": lambda terms: terms, "tied": lambda terms: jnp.sum(terms, axis=0)},
+        )
+        second = stats.second + reduce(per_component)
     else:
         second = stats.second + 2.0 * stats.first * delta + counts[:, None] * delta**2
     return SufficientStats(counts, first, second, stats.log_likelihood)
@@ -198,6 +223,7 @@ def statistics_from_responsibilities(
     shift : Array, shape (K, D)
         Centre of each component's sums.
     """
+    check_covariance_type(covariance_type)
 
     def chunk_fn(rows: Array, row_weights: Array, row_index: Array) -> SufficientStats:
         responsibilities = responsibilities_fn(rows, row_index) * row_weights

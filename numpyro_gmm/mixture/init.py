@@ -15,6 +15,7 @@ from jax import lax
 
 from numpyro_gmm._types import Array, CovarianceType, PRNGKey
 from numpyro_gmm.mixture.chunking import chunked_sum
+from numpyro_gmm.mixture.covariance import check_covariance_type
 from numpyro_gmm.mixture.estep import statistics_from_responsibilities
 from numpyro_gmm.mixture.mstep import m_step
 from numpyro_gmm.mixture.params import GMMParams
@@ -190,6 +191,7 @@ def initialize(
     ``reg_covar``, as in scikit-learn, so k-means++ and random-from-data start from
     covariances ``reg_covar * I`` centred on the chosen points.
     """
+    check_covariance_type(covariance_type)
     # Centre the statistics where each component's points are (the seed or the k-means
     # centre): centred at a distant point, a one-point scatter cancels to round-off and can
     # come out indefinite in float32.

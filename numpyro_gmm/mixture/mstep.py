@@ -29,6 +29,7 @@ use the new means: a conditional maximization, so the log joint still cannot dec
 import jax.numpy as jnp
 
 from numpyro_gmm._types import Array, CovarianceType
+from numpyro_gmm.mixture.covariance import check_covariance_type, dispatch, is_matrix_type
 from numpyro_gmm.mixture.estep import SufficientStats
 from numpyro_gmm.mixture.params import (
     GMMParams,
@@ -37,13 +38,18 @@ from numpyro_gmm.mixture.params import (
 )
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
 
-__all__ = ["m_step"]
+__all__ = ["m_step", "map_weights"]
 
 
-def _weights(counts: Array, prior: GaussianMixturePrior) -> Array:
-    if prior.weight_concentration is None:
+def map_weights(counts: Array, weight_concentration: Array | None = None) -> Array:
+    """Mixing weights maximizing ``sum_k N_k log pi_k + log Dirichlet(pi | alpha)``.
+
+    ``pi_k = max(N_k + alpha_k - 1, 0) / sum_j max(N_j + alpha_j - 1, 0)``; with no prior
+    (``None``) the maximum-likelihood ``N_k / N``.
+    """
+    if weight_concentration is None:
         return counts / jnp.sum(counts)
-    unnormalized = jnp.maximum(counts + prior.weight_concentration - 1.0, 0.0)
+    unnormalized = jnp.maximum(counts + weight_concentration - 1.0, 0.0)
     return unnormalized / jnp.sum(unnormalized)
 
 
@@ -74,20 +80,28 @@ def _mean_offsets(
 
 def _scatter(stats: SufficientStats, offsets: Array, covariance_type: CovarianceType) -> Array:
     """Responsibility-weighted scatter about the new means, shaped per covariance type."""
-    if covariance_type in ("full", "tied"):
+
+    def per_component() -> Array:
         cross = stats.first[:, :, None] * offsets[:, None, :]
-        per_component = (
+        return (
             stats.counts[:, None, None] * offsets[:, :, None] * offsets[:, None, :]
             - cross
             - jnp.swapaxes(cross, -1, -2)
         )
-        if covariance_type == "full":
-            return stats.second + per_component
-        return stats.second + jnp.sum(per_component, axis=0)
-    diagonal = stats.second - 2.0 * stats.first * offsets + stats.counts[:, None] * offsets**2
-    if covariance_type == "diag":
-        return diagonal
-    return jnp.sum(diagonal, axis=-1)
+
+    def diagonal() -> Array:
+        return stats.second - 2.0 * stats.first * offsets + stats.counts[:, None] * offsets**2
+
+    scatter = dispatch(
+        covariance_type,
+        {
+            "full": lambda: stats.second + per_component(),
+            "tied": lambda: stats.second + jnp.sum(per_component(), axis=0),
+            "diag": diagonal,
+            "spherical": lambda: jnp.sum(diagonal(), axis=-1),
+        },
+    )
+    return scatter()
 
 
 def _prior_terms(
@@ -100,20 +114,26 @@ def _prior_terms(
     if prior.mean_precision is not None:
         kappa = prior.mean_precision
         offsets = means - prior.mean_loc
-        if covariance_type in ("full", "tied"):
-            outer = kappa * offsets[:, :, None] * offsets[:, None, :]
-            if covariance_type == "tied":
-                numerator = jnp.sum(outer, axis=0)
-                denominator = jnp.asarray(n_components, means.dtype)
-            else:
-                numerator = outer
-                denominator = jnp.ones((), means.dtype)
-        elif covariance_type == "diag":
-            numerator = kappa * offsets**2
-            denominator = jnp.ones((), means.dtype)
-        else:
-            numerator = kappa * jnp.sum(offsets**2, axis=-1)
-            denominator = jnp.asarray(n_features, means.dtype)
+
+        def outer() -> Array:
+            return kappa * offsets[:, :, None] * offsets[:, None, :]
+
+        mean_terms = dispatch(
+            covariance_type,
+            {
+                "full": lambda: (outer(), jnp.ones((), means.dtype)),
+                "tied": lambda: (
+                    jnp.sum(outer(), axis=0),
+                    jnp.asarray(n_components, means.dtype),
+                ),
+                "diag": lambda: (kappa * offsets**2, jnp.ones((), means.dtype)),
+                "spherical": lambda: (
+                    kappa * jnp.sum(offsets**2, axis=-1),
+                    jnp.asarray(n_features, means.dtype),
+                ),
+            },
+        )
+        numerator, denominator = mean_terms()
     if prior.covariance_scale is not None:
         numerator = numerator + prior.covariance_scale
         denominator = denominator + prior.covariance_df + n_features + 1
@@ -125,17 +145,20 @@ def _prior_terms(
 
 def _data_counts(counts: Array, n_features: int, covariance_type: CovarianceType) -> Array:
     """Per-covariance denominators contributed by the data, broadcastable to the scatter."""
-    if covariance_type == "full":
-        return counts[:, None, None]
-    if covariance_type == "tied":
-        return jnp.sum(counts)
-    if covariance_type == "diag":
-        return counts[:, None]
-    return n_features * counts
+    data_counts = dispatch(
+        covariance_type,
+        {
+            "full": lambda: counts[:, None, None],
+            "tied": lambda: jnp.sum(counts),
+            "diag": lambda: counts[:, None],
+            "spherical": lambda: n_features * counts,
+        },
+    )
+    return data_counts()
 
 
 def _add_to_diagonal(covariances: Array, value: Array, covariance_type: CovarianceType) -> Array:
-    if covariance_type in ("full", "tied"):
+    if is_matrix_type(covariance_type):
         return covariances + value * jnp.eye(covariances.shape[-1], dtype=covariances.dtype)
     return covariances + value
 
@@ -173,6 +196,7 @@ def m_step(
     covariances : Array
         The new covariances, shaped per covariance type.
     """
+    check_covariance_type(covariance_type)
     prior = GaussianMixturePrior() if prior is None else prior
     counts = stats.counts + 10 * jnp.finfo(stats.counts.dtype).eps
     n_features = shift.shape[-1]
@@ -184,7 +208,7 @@ def m_step(
     )
     covariances = _add_to_diagonal(covariances, reg_covar, covariance_type)
     params = GMMParams(
-        weights=_weights(counts, prior),
+        weights=map_weights(counts, prior.weight_concentration),
         means=means,
         precisions_cholesky=precisions_cholesky_from_covariances(covariances, covariance_type),
     )

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 
 from numpyro_gmm._types import Array, ArrayLike, CovarianceType
+from numpyro_gmm.mixture.covariance import dispatch, expand_to_full, is_matrix_type
 
 __all__ = [
     "GMMParams",
@@ -69,7 +70,7 @@ def precisions_cholesky_from_covariances(
     returns NaN); callers turn that into a flag, never into a silent result.
     """
     covariances = jnp.asarray(covariances)
-    if covariance_type in ("full", "tied"):
+    if is_matrix_type(covariance_type):
         lower = jnp.linalg.cholesky(covariances)
         eye = jnp.broadcast_to(_eye_like(covariances), covariances.shape)
         return jnp.swapaxes(solve_triangular(lower, eye, lower=True), -1, -2)
@@ -82,7 +83,7 @@ def covariances_from_precisions_cholesky(
 ) -> Array:
     """Invert :func:`precisions_cholesky_from_covariances`: ``Sigma = U^{-T} U^{-1}``."""
     factor = jnp.asarray(precisions_cholesky)
-    if covariance_type in ("full", "tied"):
+    if is_matrix_type(covariance_type):
         eye = jnp.broadcast_to(_eye_like(factor), factor.shape)
         inverse = solve_triangular(factor, eye, lower=False)
         return jnp.swapaxes(inverse, -1, -2) @ inverse
@@ -94,7 +95,7 @@ def precisions_from_precisions_cholesky(
 ) -> Array:
     """Return the precisions ``U U^T`` (or ``U^2``) in the covariance type's shape."""
     factor = jnp.asarray(precisions_cholesky)
-    if covariance_type in ("full", "tied"):
+    if is_matrix_type(covariance_type):
         return factor @ jnp.swapaxes(factor, -1, -2)
     return factor**2
 
@@ -104,7 +105,7 @@ def precisions_cholesky_from_precisions(
 ) -> Array:
     """Return the upper factor ``U`` with ``U U^T = P`` from precision matrices ``P``."""
     precisions = jnp.asarray(precisions)
-    if covariance_type in ("full", "tied"):
+    if is_matrix_type(covariance_type):
         lower = jnp.linalg.cholesky(precisions)
         eye = jnp.broadcast_to(_eye_like(precisions), precisions.shape)
         # Sigma = P^{-1} = L^{-T} L^{-1}, so the covariance's lower factor is C = L^{-T}
@@ -120,11 +121,20 @@ def log_det_precisions_cholesky(
 ) -> Array:
     """Return ``log det U`` per component: ``-0.5 log det Sigma_k``, shape (K,) or ()."""
     factor = jnp.asarray(precisions_cholesky)
-    if covariance_type in ("full", "tied"):
+
+    def triangular(factor: Array) -> Array:
         return jnp.sum(jnp.log(jnp.diagonal(factor, axis1=-2, axis2=-1)), axis=-1)
-    if covariance_type == "diag":
-        return jnp.sum(jnp.log(factor), axis=-1)
-    return n_features * jnp.log(factor)
+
+    log_det = dispatch(
+        covariance_type,
+        {
+            "full": triangular,
+            "tied": triangular,
+            "diag": lambda factor: jnp.sum(jnp.log(factor), axis=-1),
+            "spherical": lambda factor: n_features * jnp.log(factor),
+        },
+    )
+    return log_det(factor)
 
 
 def full_precisions(
@@ -135,7 +145,7 @@ def full_precisions(
 ) -> Array:
     """Return the precisions expanded to full ``(K, D, D)`` matrices for any covariance type."""
     precisions = precisions_from_precisions_cholesky(precisions_cholesky, covariance_type)
-    return _expand_to_full(precisions, covariance_type, n_components, n_features)
+    return expand_to_full(precisions, covariance_type, n_components, n_features)
 
 
 def full_covariances(
@@ -144,31 +154,25 @@ def full_covariances(
     n_components: int,
     n_features: int,
 ) -> Array:
-    """Return covariances expanded to full ``(K, D, D)`` matrices for any covariance type."""
-    return _expand_to_full(jnp.asarray(covariances), covariance_type, n_components, n_features)
+    """Return covariances expanded to full ``(K, D, D)`` matrices for any covariance type.
 
-
-def _expand_to_full(
-    matrices: Array, covariance_type: CovarianceType, n_components: int, n_features: int
-) -> Array:
-    eye = jnp.eye(n_features, dtype=matrices.dtype)
-    if covariance_type == "full":
-        return matrices
-    if covariance_type == "tied":
-        return jnp.broadcast_to(matrices, (n_components, n_features, n_features))
-    if covariance_type == "diag":
-        return matrices[:, :, None] * eye
-    return matrices[:, None, None] * eye
+    A JAX array for any input (see :func:`~numpyro_gmm.mixture.covariance.expand_to_full`,
+    which also takes numpy arrays and returns numpy).
+    """
+    return expand_to_full(jnp.asarray(covariances), covariance_type, n_components, n_features)
 
 
 def n_parameters(n_components: int, n_features: int, covariance_type: CovarianceType) -> int:
     """Number of free parameters (as scikit-learn counts them for BIC/AIC)."""
-    covariance_parameters = {
-        "full": n_components * n_features * (n_features + 1) // 2,
-        "tied": n_features * (n_features + 1) // 2,
-        "diag": n_components * n_features,
-        "spherical": n_components,
-    }[covariance_type]
+    covariance_parameters = dispatch(
+        covariance_type,
+        {
+            "full": n_components * n_features * (n_features + 1) // 2,
+            "tied": n_features * (n_features + 1) // 2,
+            "diag": n_components * n_features,
+            "spherical": n_components,
+        },
+    )
     return covariance_parameters + n_components * n_features + n_components - 1
 
 

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln, multigammaln
 
 from numpyro_gmm._types import Array, CovarianceType
+from numpyro_gmm.mixture.covariance import check_covariance_type
 from numpyro_gmm.mixture.params import (
     GMMParams,
     covariances_from_precisions_cholesky,
@@ -126,6 +127,7 @@ def log_prior(
     params: GMMParams, prior: GaussianMixturePrior, covariance_type: CovarianceType
 ) -> Array:
     """Sum of the log prior densities of ``params`` (0 for flat blocks)."""
+    check_covariance_type(covariance_type)
     n_components, n_features = params.means.shape
     total = jnp.zeros((), params.means.dtype)
     if prior.weight_concentration is not None:
@@ -141,7 +143,7 @@ def log_prior(
         log_det_covariance = -2.0 * log_det_precisions_cholesky(
             params.precisions_cholesky, covariance_type, n_features
         )
-        if covariance_type == "tied":
+        if covariance_type == "tied":  # one shared matrix: one density (type checked above)
             precisions = precisions[0]
         total = total + jnp.sum(
             inverse_wishart_log_prob(

@@ -24,6 +24,7 @@ import numpy as np
 import numpyro.distributions as dist
 from numpyro import handlers
 
+from numpyro_gmm.mixture.covariance import covariance_shape, expand_to_full, is_matrix_type
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
 from numpyro_gmm.numpyro_bridge.reader import MixtureModel, unwrap
 
@@ -64,12 +65,7 @@ class ConjugateMixture(NamedTuple):
         """The model's latent sites -> engine (weights, means (K, D), covariances)."""
         n_features = np.shape(self.prior.mean_loc)[-1]
         means = np.reshape(values[self.locs_site], (-1, n_features))
-        shape = {
-            "full": (-1, n_features, n_features),
-            "tied": (n_features, n_features),
-            "diag": (-1, n_features),
-            "spherical": (-1,),
-        }[self.covariance_type]
+        shape = covariance_shape(self.covariance_type, -1, n_features)
         return values[self.weights_site], means, np.reshape(values[self.covariance_site], shape)
 
 
@@ -186,7 +182,7 @@ def _read(mixture: MixtureModel, trace) -> tuple[ConjugateMixture, dict]:
     _require(np.all(np.asarray(alpha) >= 1.0))
     mean_loc, mean_cov = _mean_prior(trace[locs_site]["fn"], n_components, n_features)
     _require(_same(mean_loc, jnp.broadcast_to(mean_loc[0], mean_loc.shape)))
-    full_spread = spread if kind == "matrix" else variances[..., None] * jnp.eye(n_features)
+    full_spread = spread if kind == "matrix" else expand_to_full(variances, "diag", n_components)
     ratio = full_spread[0, 0, 0] / mean_cov[0, 0, 0]
     hyper = {"weight_concentration": alpha, "mean_loc": mean_loc[0]}
     if _same(mean_cov * ratio, full_spread):
@@ -195,7 +191,7 @@ def _read(mixture: MixtureModel, trace) -> tuple[ConjugateMixture, dict]:
         _require(_same(mean_cov, jnp.broadcast_to(mean_cov[0], mean_cov.shape)))
         hyper["mean_covariance"] = mean_cov[0]
     cov_fn = unwrap(trace[covariance_site]["fn"])
-    if covariance_type in ("full", "tied"):
+    if is_matrix_type(covariance_type):
         scale = jnp.reshape(cov_fn.scale_matrix, (-1, n_features, n_features))
         _require(_same(scale, jnp.broadcast_to(scale[0], scale.shape)))
         df = jnp.ravel(jnp.asarray(cov_fn.concentration))

@@ -154,6 +154,11 @@ class MixtureModel(NamedTuple):
             self.n_components,
         )
 
+    def without_data(self) -> "MixtureModel":
+        """The same model with no arguments bound: what a cached program may close over
+        (callers pass the arguments, so the cache keeps no data alive)."""
+        return self._replace(args=())
+
     # -- constrained <-> unconstrained ----------------------------------------------------
 
     def transforms(self) -> dict[str, transforms.Transform]:

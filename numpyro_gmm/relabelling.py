@@ -42,8 +42,8 @@ from numpyro_gmm.diagnostics import match_means
 if TYPE_CHECKING:
     import xarray as xr
 
+    from numpyro_gmm.map_result import MAPResult
     from numpyro_gmm.numpyro_bridge import MixtureModel
-    from numpyro_gmm.results import MAPResult
 
 __all__ = [
     "component_axes",
@@ -247,7 +247,7 @@ def match_components(
         The fit to match (for example ``result.params``, or the result itself).
     component_axes : mapping, optional
         Site -> component axis (None: no component axis). Inferred from the model when
-        ``reference`` is a :class:`~numpyro_gmm.results.MAPResult`; required otherwise.
+        ``reference`` is a :class:`~numpyro_gmm.MAPResult`; required otherwise.
     match_on : sequence of str, optional
         Sites whose values describe a component (default: every site with a component
         axis), each standardized by its reference spread across components.
@@ -386,7 +386,7 @@ def relabel_draws(
         The fit whose labelling to adopt (typically the MAP).
     component_axes : mapping, optional
         Site -> component axis within one draw; inferred from the model when ``reference``
-        is a :class:`~numpyro_gmm.results.MAPResult`.
+        is a :class:`~numpyro_gmm.MAPResult`.
     match_on : sequence of str, optional
         See :func:`match_components`.
     batch_ndim : int, optional

@@ -1,0 +1,167 @@
+"""The ``fit`` command: check the request, fit the estimator, report, write the outputs.
+
+The estimator is :class:`numpyro_gmm.GaussianMixture` (so the fit runs the package's one
+pipeline, :func:`numpyro_gmm.pipeline.fit_mixture`), and ``fit.nc`` is its
+:meth:`~numpyro_gmm.GaussianMixture.to_datatree` with the command line's attributes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import Any
+
+import numpy as np
+
+from numpyro_gmm.cli.data import load_data
+from numpyro_gmm.cli.output import (
+    check_output_paths,
+    datatree_attrs,
+    format_summary,
+    write_datatree,
+    write_plot,
+)
+from numpyro_gmm.cli.parser import PROG, CLIError, check_method_options
+
+__all__ = ["run_fit"]
+
+
+def _estimator_class() -> Any:
+    """Return the ``GaussianMixture`` class used by ``fit`` (imported at call time)."""
+    from numpyro_gmm.sklearn import GaussianMixture
+
+    return GaussianMixture
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _report_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """Print each distinct warning of the fit once, on one line."""
+    seen: set[str] = set()
+    for w in caught:
+        msg = " ".join(str(w.message).split())
+        if msg not in seen:
+            seen.add(msg)
+            print(f"{PROG}: warning: {msg}", file=sys.stderr, flush=True)
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    """Run ``numpyro-gmm fit`` with parsed arguments.
+
+    Returns
+    -------
+    int
+        0 on success.
+
+    Raises
+    ------
+    CLIError
+        For every input or usage problem, and for a fit that failed.
+    """
+    quiet = bool(args.quiet)
+
+    def progress(msg: str) -> None:
+        if not quiet:
+            print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
+
+    def note(msg: str) -> None:
+        print(f"{PROG}: note: {msg}", file=sys.stderr, flush=True)
+
+    check_method_options(args.method, args.option)
+    out_path: str = args.out
+    plot_path: str | None = None if args.no_plot else args.plot
+    check_output_paths(out_path, plot_path)
+
+    x, names, source = load_data(args.data, args.example, args.columns, note)
+    n, d = x.shape
+    if n < args.components:
+        raise CLIError(
+            f"{source} has {n} rows, fewer than the {args.components} components asked for; "
+            "lower --components or add data"
+        )
+    if n < 2:
+        raise CLIError(f"{source} has only {n} row; a mixture fit needs at least 2")
+
+    from numpyro_gmm.validation import check_reg_covar_scale
+
+    try:
+        check_reg_covar_scale(x, args.reg_covar, name=source)
+    except ValueError as err:
+        raise CLIError(str(err).replace("lower reg_covar", "lower --reg-covar")) from None
+
+    progress(
+        f"fitting {args.components} components ({args.covariance_type}, method={args.method}) "
+        f"to {n} rows x {d} columns from {source}"
+    )
+
+    x64_before: bool | None = None
+    if args.x64:
+        import jax
+
+        x64_before = bool(jax.config.read("jax_enable_x64"))
+        jax.config.update("jax_enable_x64", True)
+    try:
+        estimator = _estimator_class()
+        gm = estimator(
+            n_components=args.components,
+            covariance_type=args.covariance_type,
+            tol=args.tol,
+            reg_covar=args.reg_covar,
+            max_iter=args.max_iter,
+            n_init=args.n_init,
+            init_params=args.init_params,
+            random_state=args.random_state,
+            verbose=0 if quiet else 1,
+            verbose_interval=10,
+            method=args.method,
+            method_options=dict(args.option) or None,
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                gm.fit(x)
+            except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
+                raise CLIError(f"the fit failed: {_first_line(err)}") from None
+            labels = np.asarray(gm.predict(x))
+        _report_warnings(caught)
+
+        weights = np.asarray(gm.weights_, dtype=np.float64)
+        # Gradient EM prunes and merges: it may return another number of components.
+        n_found = weights.shape[0]
+        if n_found != args.components:
+            print(
+                f"{PROG}: warning: method {args.method} found {n_found} components where "
+                f"{args.components} were asked for; the output has {n_found}",
+                file=sys.stderr,
+                flush=True,
+            )
+        means = np.asarray(gm.means_, dtype=np.float64).reshape(n_found, d)
+        covariances = np.asarray(gm.covariances_, dtype=np.float64)
+        objective = float(gm.objective_)
+        try:
+            # The one writer, in the precision of the fit (inside --x64).
+            dt = gm.to_datatree(x, feature_names=names, attrs=datatree_attrs(args, source))
+        except ValueError as err:
+            # The fitted parameters are checked before they are saved: a failed fit, not an
+            # internal error.
+            raise CLIError(f"the fit failed: {_first_line(err)}") from None
+    finally:
+        if x64_before is not None:
+            import jax
+
+            jax.config.update("jax_enable_x64", x64_before)
+
+    write_datatree(dt, out_path)
+    progress(f"wrote {out_path}")
+
+    if plot_path is not None:
+        write_plot(x, (weights, means, covariances), args.covariance_type, labels, names, plot_path)
+        progress(f"wrote {plot_path}")
+
+    print(format_summary(gm, names, source, x, objective, args))
+    print(f"wrote: {out_path}" + (f", {plot_path}" if plot_path is not None else ""))
+    return 0

@@ -1,0 +1,151 @@
+"""What ``fit`` leaves behind: checked output paths, the netCDF attrs, the plot, the summary.
+
+The netCDF file itself is written by the package's one DataTree writer
+(:meth:`numpyro_gmm.GaussianMixture.to_datatree`); this module only adds the command line's
+root attributes (:func:`datatree_attrs`) and writes files atomically
+(:mod:`numpyro_gmm.atomic`), so a failure or an interruption never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+import numpy as np
+
+from numpyro_gmm.cli.parser import DEFAULT_EXAMPLE, PROG, CLIError
+
+__all__ = [
+    "check_output_paths",
+    "datatree_attrs",
+    "format_summary",
+    "write_datatree",
+    "write_plot",
+]
+
+
+def _check_output_path(path: str, option: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise CLIError(f"{option} {path!r} is a directory; give a file name")
+    if not os.path.isdir(directory):
+        raise CLIError(f"the directory of {option} {path!r} does not exist; create it first")
+    if not os.access(directory, os.W_OK):
+        raise CLIError(f"cannot write to the directory of {option} {path!r}; choose another path")
+
+
+def check_output_paths(out_path: str, plot_path: str | None) -> None:
+    """Refuse output paths that cannot be written, before any work is done.
+
+    Raises
+    ------
+    CLIError
+        If a path is a directory, its directory is missing or not writable, or ``--out``
+        and ``--plot`` name the same file.
+    """
+    _check_output_path(out_path, "--out")
+    if plot_path is not None:
+        _check_output_path(plot_path, "--plot")
+        if os.path.abspath(plot_path) == os.path.abspath(out_path):
+            raise CLIError("--out and --plot name the same file; give two different paths")
+
+
+def datatree_attrs(args: argparse.Namespace, source: str) -> dict[str, Any]:
+    """The command line's root attributes of ``fit.nc`` (added to the writer's own)."""
+    return {
+        "data_source": source,
+        "n_init": args.n_init,
+        "init_params": args.init_params,
+        "max_iter": args.max_iter,
+        "tol": args.tol,
+        "reg_covar": args.reg_covar,
+        "random_state": args.random_state,
+        "x64": bool(args.x64),
+        "command": " ".join([PROG, "fit", *_argv_for_attrs(args)]),
+    }
+
+
+def _argv_for_attrs(args: argparse.Namespace) -> list[str]:
+    """Reconstruct the fit options as command-line words (recorded in the output attrs)."""
+    words: list[str] = []
+    if args.data is not None:
+        words.append(args.data)
+    else:
+        words += ["--example", args.example or DEFAULT_EXAMPLE]
+    if args.columns is not None:
+        words += ["--columns", args.columns]
+    words += [
+        "--components", str(args.components),
+        "--covariance-type", args.covariance_type,
+        "--method", args.method,
+        *(f"--option={key}={value}" for key, value in args.option),
+        "--n-init", str(args.n_init),
+        "--init-params", args.init_params,
+        "--max-iter", str(args.max_iter),
+        "--tol", repr(args.tol),
+        "--reg-covar", repr(args.reg_covar),
+        "--random-state", str(args.random_state),
+    ]  # fmt: skip
+    if args.x64:
+        words.append("--x64")
+    return words
+
+
+def write_datatree(dt: Any, path: str) -> None:
+    """Write the DataTree to netCDF atomically (the old file stays until the new is whole)."""
+    from numpyro_gmm.atomic import write_datatree_atomic
+
+    write_datatree_atomic(dt, path)
+
+
+def write_plot(
+    x: np.ndarray,
+    params: tuple[np.ndarray, np.ndarray, np.ndarray],
+    covariance_type: str,
+    labels: np.ndarray,
+    names: list[str],
+    path: str,
+) -> None:
+    """Plot the data coloured by component and the fitted mixture to a PNG, atomically."""
+    from matplotlib.figure import Figure
+
+    from numpyro_gmm.atomic import atomic_path
+    from numpyro_gmm.plotting import plot_mixture
+
+    weights, means, covariances = params
+    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    plot_mixture(
+        x,
+        weights,
+        means,
+        covariances,
+        covariance_type,
+        labels=labels,
+        feature_names=names,
+        ax=ax,
+    )
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+
+
+def format_summary(
+    gm: Any, names: list[str], source: str, x: np.ndarray, objective: float, args: Any
+) -> str:
+    """The summary printed to stdout: data, model, convergence, objective, components."""
+    weights = np.asarray(gm.weights_, dtype=np.float64)
+    means = np.asarray(gm.means_, dtype=np.float64)
+    n, d = x.shape
+    lines = [
+        f"data: {source}, {n} rows, columns {', '.join(names)}",
+        f"model: {args.components} components, covariance_type={args.covariance_type}, "
+        f"method={args.method}, n_init={args.n_init}",
+        f"converged: {bool(gm.converged_)} after {int(gm.n_iter_)} iterations",
+        f"log-likelihood: {objective:.6g} (per row: {objective / n:.6g})",
+        "component  weight    mean",
+    ]
+    for j in range(weights.shape[0]):
+        mean_txt = "  ".join(f"{names[c]}={means[j, c]:.6g}" for c in range(d))
+        lines.append(f"{j:<9d}  {weights[j]:<8.4f}  {mean_txt}")
+    return "\n".join(lines)

@@ -1,0 +1,194 @@
+"""The MAP of a NumPyro mixture model: a :class:`~numpyro_gmm.fit_result.FitResult` plus the
+model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.special import logsumexp
+
+from numpyro_gmm.fit_result import FitResult
+
+__all__ = ["MAPResult"]
+
+
+class MAPResult:
+    """The MAP of a NumPyro mixture model, with every restart's outcome.
+
+    Attributes
+    ----------
+    params : dict
+        Latent site name -> MAP value (constrained), chosen restart.
+    objective : float
+        Log joint of ``params`` (NumPyro's own, no Jacobian).
+    fit : FitResult
+        The pipeline's result: restarts, chosen restart, traces, method, options, extras.
+    mixture : MixtureModel
+        The model and its data, as read by :mod:`numpyro_gmm.numpyro_bridge`.
+    """
+
+    def __init__(self, mixture, params: dict, objective: float, fit: FitResult) -> None:
+        self.mixture = mixture
+        self.params = params
+        self.objective = objective
+        self.fit = fit
+
+    @classmethod
+    def from_fit(cls, mixture, params: Mapping[str, Any], fit: FitResult) -> MAPResult:
+        """Score ``params`` with the model's own log joint."""
+        import jax.numpy as jnp
+
+        params = {name: np.asarray(value) for name, value in params.items()}
+        objective = float(mixture.log_joint({k: jnp.asarray(v) for k, v in params.items()}))
+        return cls(mixture, params, objective, fit)
+
+    @property
+    def method(self) -> str:
+        """The method (recipe) that produced the fit."""
+        return self.fit.method
+
+    @property
+    def options(self) -> dict:
+        """The method's options as run."""
+        return self.fit.options
+
+    @property
+    def restarts(self) -> dict[str, np.ndarray]:
+        """``objective``, ``n_iter``, ``converged`` and ``failed`` of every restart."""
+        return dict(self.fit.restarts._asdict())
+
+    @property
+    def best_restart(self) -> int:
+        """The restart whose parameters are ``params``."""
+        return self.fit.best_restart
+
+    @property
+    def converged(self) -> bool:
+        """Whether the chosen restart converged."""
+        return self.fit.converged
+
+    @property
+    def trace(self) -> np.ndarray:
+        """Per-sample log joint of every iteration of every restart, NaN after the last."""
+        return self.fit.trace
+
+    def _log_probs(self, x) -> np.ndarray:
+        import jax.numpy as jnp
+
+        args = (jnp.asarray(x), *self.mixture.args[1:])
+        params = {k: jnp.asarray(v) for k, v in self.params.items()}
+        return np.asarray(self.mixture.component_log_probs(params, args))
+
+    def score_samples(self, x) -> np.ndarray:
+        """Marginal log-likelihood of every row of ``x`` at the MAP."""
+        return logsumexp(self._log_probs(x), axis=1)
+
+    def predict_proba(self, x) -> np.ndarray:
+        """Responsibilities (N, K) at the MAP."""
+        log_probs = self._log_probs(x)
+        return np.exp(log_probs - logsumexp(log_probs, axis=1, keepdims=True))
+
+    def predict(self, x) -> np.ndarray:
+        """Most probable component of every row."""
+        return np.argmax(self._log_probs(x), axis=1)
+
+    def to_datatree(
+        self,
+        laplace_draws: int | None = None,
+        rng_key: Any = 0,
+        *,
+        component_axes: Mapping[str, int | None] | None = None,
+        dims: Mapping[str, Sequence[str]] | None = None,
+        feature_names: Sequence[str] | None = None,
+    ):
+        """The result as an ArviZ 1.x ``xarray.DataTree`` (:mod:`numpyro_gmm.datatree`).
+
+        Parameters
+        ----------
+        laplace_draws : int, optional
+            When given, ``posterior`` holds this many draws from the Laplace approximation
+            around the MAP (:mod:`numpyro_gmm.laplace`) instead of the MAP itself, with their
+            pointwise log-likelihood and ``log_p`` / ``log_q`` for
+            ``arviz.loo_approximate_posterior``; the MAP moves to the ``map`` group.
+        rng_key : int, numpy Generator or JAX PRNG key
+            Seed of the Laplace draws.
+        component_axes : mapping, optional
+            Site -> component axis (None: no component axis), for models where it cannot
+            be inferred (see :func:`numpyro_gmm.relabelling.component_axes`).
+        dims : mapping, optional
+            Site -> names of its dims (without ``chain``, ``draw``), overriding the defaults.
+        feature_names : sequence of str, optional
+            Coordinates of the ``feature`` dim (default ``x0, x1, ...``).
+
+        Returns
+        -------
+        xarray.DataTree
+        """
+        from numpyro_gmm.datatree import LaplaceGroups, build_datatree
+
+        x = np.asarray(self.mixture.args[0])
+        layout = self.layout(component_axes=component_axes, dims=dims, feature_names=feature_names)
+        laplace = None
+        if laplace_draws is not None:
+            from numpyro_gmm.laplace import LAPLACE_CONVENTION, sample_laplace
+
+            draws = sample_laplace(self, laplace_draws, rng_key)
+            laplace = LaplaceGroups(
+                params=draws.params,
+                log_likelihood=draws.log_likelihood,
+                stats={"lp": draws.log_joint, "log_p": draws.log_p, "log_q": draws.log_q},
+                attrs={
+                    "laplace_draws": int(laplace_draws),
+                    "laplace_convention": LAPLACE_CONVENTION,
+                    "laplace_center": "mode",
+                    "laplace_clipped_eigenvalues": int(draws.approximation.n_clipped),
+                },
+            )
+        return build_datatree(
+            self.fit,
+            self.params,
+            layout,
+            objective=self.objective,
+            observed=x,
+            log_likelihood=self.score_samples(x) if laplace is None else np.empty(0),
+            observed_name=self.mixture.mixture_site,
+            laplace=laplace,
+            attrs={"mixture_site": self.mixture.mixture_site, "model_style": self.mixture.style},
+        )
+
+    def layout(
+        self,
+        *,
+        component_axes: Mapping[str, int | None] | None = None,
+        dims: Mapping[str, Sequence[str]] | None = None,
+        feature_names: Sequence[str] | None = None,
+    ):
+        """How the sites are laid out in a tree (:class:`numpyro_gmm.datatree.PosteriorLayout`)."""
+        from numpyro_gmm.datatree import PosteriorLayout
+        from numpyro_gmm.relabelling import component_axes as find_component_axes
+
+        x = np.asarray(self.mixture.args[0])
+        return PosteriorLayout.of(
+            self.params,
+            find_component_axes(self, axes=component_axes),
+            n_features=1 if x.ndim < 2 else int(x.shape[-1]),
+            n_components=self.mixture.n_components,
+            dims=dims,
+            feature_names=feature_names,
+        )
+
+    def init_to_value(self):
+        """NumPyro init strategy that starts MCMC (e.g. NUTS) at the MAP."""
+        from numpyro.infer import init_to_value
+
+        return init_to_value(values={k: np.asarray(v) for k, v in self.params.items()})
+
+    def __repr__(self) -> str:
+        sites = ", ".join(f"{k}{tuple(v.shape)}" for k, v in self.params.items())
+        return (
+            f"MAPResult(method={self.method!r}, objective={self.objective:.6g}, "
+            f"converged={self.converged}, restarts={self.fit.restarts.objective.size}, "
+            f"params=[{sites}])"
+        )

@@ -1,0 +1,541 @@
+"""The one host pipeline under every entry point: validate, run a method's recipe, warn.
+
+A *method* is a recipe: a short chain of stages over one engine call
+(:func:`numpyro_gmm.fitting.fit_gaussian_mixture`, or the out-of-core engine of
+:mod:`numpyro_gmm.streaming` for streamed data). Each stage receives the :class:`Job` and the
+rest of the chain, and may change the job on the way in (standardize the data, ask for more
+components) and the :class:`~numpyro_gmm.fit_result.FitResult` on the way out (map it back,
+prune and merge, polish). The table :data:`RECIPES` declares them once, so a method name
+means the same thing from the scikit-learn facade, the command line, :func:`numpyro_gmm.fit`,
+streaming and several devices:
+
+========================  =====================================================================
+method                    stages
+========================  =====================================================================
+``"em"``                  (MAP-)EM from the chosen initialization, restarts vmapped.
+``"biglearn_em"``         standardize -> BigLearn-EM (:mod:`numpyro_gmm.kernels.biglearn_em`)
+                          for exactly ``max_iter`` outer iterations (stochastic: no early stop)
+                          -> polish: up to ``polish_iter`` (default 50) joint-EM steps that keep
+                          the eigenvalue floor and drop the weight smoothing, stopping at
+                          ``tol``, per restart, before the best restart is chosen. Standardizing
+                          is our choice (its random rotations mix coordinates, so it is not
+                          affine-equivariant; ``standardize=False`` turns it off; the result is
+                          mapped back exactly).
+``"gradient_em"``         over-parameterize -> gradient EM with ``n = ceil(3 m ln m)``
+                          components from random data points for ``max_iter`` steps -> prune
+                          and merge back to ``m'`` components
+                          (:mod:`numpyro_gmm.overparameterized`) -> polish with (MAP-)EM.
+========================  =====================================================================
+
+The path of a fit::
+
+    facade / CLI / ngm.fit / streaming / mesh
+        -> fit_mixture (validate; Job)
+        -> RECIPES[method]: stage -> stage -> ... -> engine (one jitted program per call)
+        -> FitResult (restart chosen once, failures flagged) -> warnings
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from numpyro_gmm.errors import ConvergenceWarning, EmptyComponentWarning
+from numpyro_gmm.fit_result import FitResult, warn_about
+from numpyro_gmm.fitting import InitialValues, as_rng_key, fit_gaussian_mixture, log_joint
+from numpyro_gmm.kernels import biglearn_em, get_kernel
+from numpyro_gmm.kernels import gradient_em as gradient_em_kernel
+from numpyro_gmm.mixture.affine import (
+    covariances_from_standard,
+    from_standard,
+    prior_to_standard,
+    standardization,
+    to_standard,
+)
+from numpyro_gmm.mixture.covariance import check_covariance_type
+from numpyro_gmm.mixture.params import GMMParams, precisions_cholesky_from_covariances
+from numpyro_gmm.mixture.priors import GaussianMixturePrior
+from numpyro_gmm.overparameterized import default_n_components, prune_and_merge
+
+__all__ = ["DEFAULTS", "METHODS", "RECIPES", "Job", "fit_mixture", "method_options"]
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Defaults shared by every entry point (the facade, the CLI and :func:`fit_mixture`)."""
+
+    num_restarts: int = 1
+    init_params: str = "kmeans"
+    max_iter: int = 100
+    tol: float = 1e-3
+    reg_covar: float = 1e-6
+    covariance_type: str = "full"
+
+
+DEFAULTS = Defaults()
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a stage needs: the data and the settings common to every method.
+
+    ``x`` is a device array (N, D), :class:`~numpyro_gmm.parallel.ShardedRows`, or a streaming
+    source (:class:`numpyro_gmm.streaming.Stream`).
+    """
+
+    x: Any
+    n_components: int
+    covariance_type: str
+    rng_key: jax.Array
+    num_restarts: int
+    init_params: str
+    initial: InitialValues
+    max_iter: int
+    tol: float
+    reg_covar: float
+    prior: GaussianMixturePrior | None
+    chunk_size: int | None
+    progress_interval: int | None
+    mesh: Mesh | None
+
+    @property
+    def streamed(self) -> bool:
+        return not hasattr(self.x, "shape") and not hasattr(self.x, "array")
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.x.n_samples if hasattr(self.x, "n_samples") else self.x.shape[0])
+
+    def with_(self, **changes: Any) -> Job:
+        return replace(self, **changes)
+
+
+# A stage is stage(job, options, run_next) -> FitResult, where run_next(job, options) runs the
+# rest of the chain; it takes its own options out of ``options`` and passes the rest on.
+Stage = Callable[[Job, dict, Callable[[Job, dict], FitResult]], FitResult]
+
+
+def _engine(job: Job, kernel: str, kernel_options: dict, **polish: Any) -> FitResult:
+    """One engine call: the kernel over vectorized restarts (in memory or streamed)."""
+    if job.streamed:
+        from numpyro_gmm.streaming import run_streamed
+
+        return run_streamed(job, kernel_options)
+    _check_kernel_options(kernel, kernel_options)
+    return fit_gaussian_mixture(
+        job.x,
+        job.n_components,
+        covariance_type=job.covariance_type,
+        rng_key=job.rng_key,
+        num_restarts=job.num_restarts,
+        init_params=job.init_params,
+        initial=job.initial,
+        max_iter=job.max_iter,
+        tol=job.tol,
+        reg_covar=job.reg_covar,
+        prior=job.prior,
+        chunk_size=job.chunk_size,
+        progress_interval=job.progress_interval,
+        kernel=kernel,
+        kernel_options=kernel_options,
+        mesh=job.mesh,
+        **polish,
+    )
+
+
+def _check_kernel_options(kernel: str, options: Mapping[str, Any]) -> None:
+    accepted = _keyword_options(get_kernel(kernel).build_kernel)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown} for kernel {kernel!r}; it accepts "
+            f"{sorted(accepted) or 'none'}."
+        )
+    for name, value in options.items():
+        # Options are static configuration of the compiled program: JAX needs them hashable.
+        try:
+            hash(value)
+        except TypeError:
+            raise TypeError(
+                f"Method option {name}={value!r} must be a number, a bool or a string."
+            ) from None
+
+
+def _keyword_options(function: Callable) -> dict[str, Any]:
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(function).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def run_kernel(kernel: str) -> Stage:
+    """The terminal stage: the engine with ``kernel`` and the remaining options."""
+
+    def stage(job: Job, options: dict, run_next) -> FitResult:
+        del run_next
+        return _engine(job, kernel, options)
+
+    return stage
+
+
+_BIGLEARN_POLISH_ITER = 50
+_BIGLEARN_DEFAULT_FLOOR = _keyword_options(biglearn_em.build_kernel)["eigenvalue_floor"]
+
+
+def run_biglearn(job: Job, options: dict, run_next) -> FitResult:
+    """BigLearn-EM for all ``max_iter`` outer iterations, then the floored joint-EM polish."""
+    del run_next
+    options = dict(options)
+    polish_iter = options.pop("polish_iter", _BIGLEARN_POLISH_ITER)
+    polish_options = biglearn_em.floored_em_options(
+        options.get("eigenvalue_floor", _BIGLEARN_DEFAULT_FLOOR),
+        track_objective=options.get("track_objective", True),
+    )
+    # The matchings are stochastic: run all max_iter outer iterations, and let only the
+    # polish stop on convergence.
+    result = _engine(
+        job.with_(tol=0.0),
+        "biglearn_em",
+        options,
+        polish_iter=polish_iter,
+        polish_kernel="biglearn_em",
+        polish_options=polish_options,
+        polish_tol=job.tol,
+    )
+    return result.replace(extras={**result.extras, "polish_iter": polish_iter})
+
+
+def standardize(job: Job, options: dict, run_next) -> FitResult:
+    """Run the rest on ``z = (x - shift) / scale`` and map its result back to ``x``.
+
+    The log joint of every restart and iteration changes by one constant (the Jacobian of
+    the map), which is added back, so objectives and traces are those of ``x``.
+    """
+    options = dict(options)
+    if not options.pop("standardize", True):
+        return run_next(job, options)
+    covariance_type = job.covariance_type
+    x = job.x
+    host = np.asarray(x.array[: x.n_samples] if hasattr(x, "array") else x)
+    shift, scale = standardization(host, covariance_type)
+    z = (host - shift.astype(host.dtype)) / scale.astype(host.dtype)
+    initial = job.initial
+    if initial.complete:
+        initial = InitialValues(*to_standard(GMMParams(*initial), shift, scale, covariance_type))
+    elif not initial.empty:
+        raise ValueError(
+            "With standardize=True give all of weights, means and precisions as initial "
+            "values, or none of them."
+        )
+    prior = prior_to_standard(job.prior, shift, scale, covariance_type)
+    inner = job.with_(x=jnp.asarray(z), initial=initial, prior=prior)
+    result = run_next(inner, options)
+    params = from_standard(result.params, shift, scale, covariance_type)
+    objective = log_joint(
+        host if job.mesh is None else host, params, covariance_type, job.prior, mesh=job.mesh
+    )
+    offset = objective - result.objective
+    per_sample = offset / host.shape[0]
+    return result.replace(
+        params=GMMParams(*(np.asarray(leaf) for leaf in params)),
+        covariances=covariances_from_standard(result.covariances, scale, covariance_type),
+        objective=objective,
+        restarts=result.restarts._replace(objective=result.restarts.objective + offset),
+        trace=result.trace + per_sample,
+        polish_trace=None if result.polish_trace is None else result.polish_trace + per_sample,
+        extras={**result.extras, "standardization": (shift, scale)},
+    )
+
+
+_GRADIENT_DEFAULTS = {
+    "n_components_fit": None,
+    "learn_covariance": True,
+    "polish_iter": 100,
+    "initial_variance": None,
+    "weight_threshold": None,
+    "merge_radius": None,
+    "linkage": "nearest_heavier",
+}
+
+
+def over_parameterize(job: Job, options: dict, run_next) -> FitResult:
+    """Explore with ``n = ceil(3 m ln m)`` components, prune and merge, then polish.
+
+    The exploration is maximum likelihood (the setting of the theory) from ``n`` random data
+    points; surplus components are expected to empty out, and the phase runs all
+    ``max_iter`` steps (surplus components keep moving after the objective settles). The
+    merged ``m'`` components are polished by (MAP-)EM under ``job.prior`` (fixed covariances
+    when ``learn_covariance=False``: EM for weights and means, the theory's model).
+    """
+    settings = {**_GRADIENT_DEFAULTS}
+    settings.update({name: options.pop(name) for name in list(options) if name in settings})
+    learn_covariance = bool(settings["learn_covariance"])
+    m = job.n_components
+    x = job.x
+    host = np.asarray(x.array[: x.n_samples] if hasattr(x, "array") else x)
+    n_features = host.shape[1]
+    variance = settings["initial_variance"]
+    if variance is None:
+        variance = float(np.mean(np.var(host, axis=0))) if learn_covariance else 1.0
+    if not variance > 0:
+        raise ValueError(f"initial_variance must be positive, got {variance}.")
+    extras: dict[str, Any] = {}
+    if job.initial.complete:  # warm start: the previous components are the merged ones
+        merged = GMMParams(*(np.asarray(v) for v in job.initial))
+    else:
+        if not job.initial.empty:
+            raise ValueError(
+                "method='gradient_em' starts from n = ceil(3 m ln m) random data points; give "
+                "all of weights, means and precisions (a warm start) or none of them."
+            )
+        n = (
+            default_n_components(m)
+            if settings["n_components_fit"] is None
+            else int(settings["n_components_fit"])
+        )
+        if n < m:
+            raise ValueError(f"n_components_fit ({n}) must be at least n_components ({m}).")
+        if job.n_samples < n:
+            raise ValueError(
+                f"method='gradient_em' explores with n_components_fit={n} components but the "
+                f"data have {job.n_samples} rows; pass a smaller n_components_fit option."
+            )
+        fixed = _fixed_precisions(job.covariance_type, n, n_features, variance, host.dtype)
+        explore = job.with_(
+            n_components=n,
+            init_params="random_from_data",
+            initial=InitialValues(precisions_cholesky=fixed),
+            prior=None,
+            tol=0.0,
+        )
+        gradient_fit = run_next(explore, {**options, "learn_covariance": learn_covariance})
+        weights, means, covariances, report = prune_and_merge(
+            gradient_fit.params.weights,
+            gradient_fit.params.means,
+            gradient_fit.covariances,
+            job.covariance_type,
+            weight_threshold=settings["weight_threshold"],
+            merge_radius=settings["merge_radius"],
+            n_samples=job.n_samples,
+            linkage=settings["linkage"],
+        )
+        found = report.n_components_found
+        if learn_covariance:
+            precisions = np.asarray(
+                precisions_cholesky_from_covariances(
+                    jnp.asarray(covariances, host.dtype), job.covariance_type
+                )
+            )
+        else:
+            precisions = _fixed_precisions(
+                job.covariance_type, found, n_features, variance, host.dtype
+            )
+        merged = GMMParams(weights.astype(host.dtype), means.astype(host.dtype), precisions)
+        extras = {
+            "n_components_fit": n,
+            "n_components_found": found,
+            "merge_report": report,
+            "merged_params": merged,
+            "exploration": gradient_fit,
+        }
+    found = int(np.shape(merged.weights)[0])
+    if learn_covariance:
+        kernel, kernel_options = "em", {}
+    else:
+        kernel, kernel_options = "gradient_em", {"mean_update": "em", "step_size": 1.0}
+    polish = job.with_(
+        n_components=found,
+        num_restarts=1,
+        initial=InitialValues(*merged),
+        max_iter=int(settings["polish_iter"]),
+        # A prior is written for n_components components: with another number found, the
+        # polish is maximum likelihood (and a model with K components cannot hold the fit).
+        prior=job.prior if found == job.n_components else None,
+    )
+    result = _engine(polish, kernel, kernel_options)
+    exploration = extras.get("exploration")
+    if exploration is not None:
+        result = _polished_best(exploration, result)
+    return result.replace(extras={**extras, "learn_covariance": learn_covariance})
+
+
+def _polished_best(exploration: FitResult, polished: FitResult) -> FitResult:
+    """The exploration's restarts, the chosen one carrying its polish.
+
+    ``restarts.objective`` stays the exploration's (``n`` components, maximum likelihood):
+    that is what chose the restart; ``objective`` is the polished fit's.
+    """
+    best = exploration.best_restart
+    restarts = exploration.restarts
+    converged = restarts.converged.copy()
+    n_iter = restarts.n_iter.copy()
+    converged[best] = polished.converged
+    n_iter[best] += polished.n_iter
+    polish_trace = np.full((converged.size, polished.trace.shape[1]), np.nan)
+    polish_trace[best] = polished.trace[0]
+    return polished.replace(
+        restarts=restarts._replace(converged=converged, n_iter=n_iter),
+        best_restart=best,
+        trace=exploration.trace,
+        polish_trace=polish_trace,
+    )
+
+
+def _fixed_precisions(covariance_type: str, n: int, d: int, variance: float, dtype) -> np.ndarray:
+    """Precision factors of ``variance * I`` for ``n`` components, shaped per type."""
+    covariances = {
+        "full": lambda: np.broadcast_to(np.eye(d) * variance, (n, d, d)),
+        "tied": lambda: np.eye(d) * variance,
+        "diag": lambda: np.full((n, d), variance),
+        "spherical": lambda: np.full(n, variance),
+    }[check_covariance_type(covariance_type)]()
+    return np.asarray(
+        precisions_cholesky_from_covariances(jnp.asarray(covariances, dtype), covariance_type)
+    )
+
+
+# --------------------------------------------------------------------------- the table
+
+RECIPES: dict[str, tuple[Stage, ...]] = {
+    "em": (run_kernel("em"),),
+    "biglearn_em": (standardize, run_biglearn),
+    "gradient_em": (over_parameterize, run_kernel("gradient_em")),
+}
+METHODS: tuple[str, ...] = tuple(RECIPES)
+
+
+def method_options(method: str) -> dict[str, Any]:
+    """The options ``method`` accepts, with their defaults (for documentation and checks)."""
+    if method == "em":
+        return {}
+    if method == "biglearn_em":
+        return {
+            "standardize": True,
+            "polish_iter": _BIGLEARN_POLISH_ITER,
+            **_keyword_options(biglearn_em.build_kernel),
+        }
+    if method == "gradient_em":
+        kernel = _keyword_options(gradient_em_kernel.build_kernel)
+        kernel.pop("mean_update", None)
+        kernel.pop("learn_covariance", None)
+        return {**_GRADIENT_DEFAULTS, **kernel}
+    raise ValueError(f"Unknown method {method!r}; use one of {METHODS}.")
+
+
+def _run_chain(stages: tuple[Stage, ...], job: Job, options: dict) -> FitResult:
+    first, rest = stages[0], stages[1:]
+
+    def run_next(next_job: Job, next_options: dict) -> FitResult:
+        return _run_chain(rest, next_job, next_options)
+
+    return first(job, dict(options), run_next)
+
+
+def fit_mixture(
+    x: Any,
+    n_components: int,
+    *,
+    method: str = "em",
+    covariance_type: str = DEFAULTS.covariance_type,
+    rng_key: Any = 0,
+    num_restarts: int = DEFAULTS.num_restarts,
+    init_params: str = DEFAULTS.init_params,
+    initial: InitialValues | None = None,
+    max_iter: int = DEFAULTS.max_iter,
+    tol: float = DEFAULTS.tol,
+    reg_covar: float = DEFAULTS.reg_covar,
+    prior: GaussianMixturePrior | None = None,
+    options: Mapping[str, Any] | None = None,
+    chunk_size: int | None = None,
+    progress_interval: int | None = None,
+    mesh: Mesh | None = None,
+    warn: bool = True,
+) -> FitResult:
+    """Fit a Gaussian mixture to ``x`` by ``method``: the pipeline every entry point calls.
+
+    Parameters
+    ----------
+    x : Array (N, D), ShardedRows or streaming.Stream
+        Validated data on the device (:mod:`numpyro_gmm.validation`), already row-sharded, or
+        a stream of row blocks (``method="em"`` only).
+    n_components : int
+    method : {"em", "biglearn_em", "gradient_em"}
+        A recipe of :data:`RECIPES` (module docstring).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    rng_key : int or PRNGKey
+    num_restarts : int
+        Restarts, run as one vectorized program.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}
+    initial : InitialValues, optional
+        Initial values (for every restart); complete values are a warm start.
+    max_iter, tol, reg_covar : int, float, float
+    prior : GaussianMixturePrior, optional
+        Conjugate priors (MAP); ``None`` is maximum likelihood.
+    options : dict, optional
+        The method's own options (:func:`method_options`).
+    chunk_size : int, optional
+        Rows per E-step chunk.
+    progress_interval : int, optional
+        Report progress every that many iterations.
+    mesh : Mesh, optional
+        Run data-parallel over the devices of this one-axis mesh.
+    warn : bool
+        Give the fit's warnings (failed restarts, no convergence, empty components).
+
+    Returns
+    -------
+    FitResult
+    """
+    if method not in RECIPES:
+        raise ValueError(f"Unknown method {method!r}; use one of {METHODS}.")
+    job = Job(
+        x=x,
+        n_components=int(n_components),
+        covariance_type=check_covariance_type(covariance_type),
+        rng_key=as_rng_key(rng_key),
+        num_restarts=int(num_restarts),
+        init_params=init_params,
+        initial=InitialValues() if initial is None else initial,
+        max_iter=int(max_iter),
+        tol=float(tol),
+        reg_covar=float(reg_covar),
+        prior=prior,
+        chunk_size=chunk_size,
+        progress_interval=progress_interval,
+        mesh=mesh,
+    )
+    if job.streamed and method != "em":
+        raise ValueError(
+            f"Streamed data are fitted by method='em' (exact or stepwise out-of-core EM); "
+            f"method={method!r} needs the data in memory."
+        )
+    options = dict(options or {})
+    known = method_options(method) if not job.streamed else None
+    if known is not None:
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(
+                f"Unknown option(s) {unknown} for method={method!r}; it accepts "
+                f"{sorted(known) or 'none'}."
+            )
+    with warnings.catch_warnings():
+        # Stages report once, at the end, on the fit they return.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", EmptyComponentWarning)
+        result = _run_chain(RECIPES[method], job, options)
+    result = result.replace(method=method, options={**known, **options} if known else options)
+    if warn:
+        warn_about(result, max_iter=job.max_iter, stacklevel=3)
+    return result
