@@ -409,19 +409,10 @@ class _ConjugateMethod(_MAPAlgorithm):
 
     method = ""
 
-    def __init__(
-        self,
-        model,
-        *,
-        max_iter: int = 1000,
-        tol: float = 1e-6,
-        reg_covar: float = 1e-6,
-        init_params: str = "k-means++",
-        **method_options,
-    ) -> None:
-        super().__init__(
-            model, max_iter=max_iter, tol=tol, reg_covar=reg_covar, init_params=init_params
-        )
+    def __init__(self, model, **options) -> None:
+        shared = ("max_iter", "tol", "reg_covar", "init_params")
+        super().__init__(model, **{name: options.pop(name) for name in shared if name in options})
+        method_options = options
         em_only = sorted({"initial_values", "m_step", "m_steps"} & set(method_options))
         if em_only:
             raise ValueError(

@@ -35,17 +35,9 @@ import numpyro
 import numpyro.distributions as dist
 
 from numpyro_gmm._types import CovarianceType
-from numpyro_gmm.mixture.covariance import dispatch, is_matrix_type
+from numpyro_gmm.mixture.covariance import COVARIANCE_SITES, dispatch, is_matrix_type
 
 __all__ = ["gaussian_mixture", "GaussianMixtureSpec", "COVARIANCE_SITES"]
-
-#: Name of the covariance site of each covariance type.
-COVARIANCE_SITES: dict[str, str] = {
-    "full": "covariances",
-    "tied": "covariance",
-    "diag": "variances",
-    "spherical": "variances",
-}
 
 
 class GaussianMixtureSpec(NamedTuple):

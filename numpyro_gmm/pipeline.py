@@ -159,6 +159,9 @@ def _check_kernel_options(kernel: str, options: Mapping[str, Any]) -> None:
             f"Unknown option(s) {unknown} for kernel {kernel!r}; it accepts "
             f"{sorted(accepted) or 'none'}."
         )
+
+
+def _check_plain(options: Mapping[str, Any]) -> None:
     for name, value in options.items():
         # Options are static configuration of the compiled program: JAX needs them hashable.
         try:
@@ -522,6 +525,7 @@ def fit_mixture(
             f"method={method!r} needs the data in memory."
         )
     options = dict(options or {})
+    _check_plain(options)
     known = method_options(method) if not job.streamed else None
     if known is not None:
         unknown = sorted(set(options) - set(known))

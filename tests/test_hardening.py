@@ -28,7 +28,7 @@ import xarray as xr
 
 import numpyro_gmm as ngm
 from numpyro_gmm import cli
-from numpyro_gmm.fitting import EmptyComponentWarning
+from numpyro_gmm.errors import EmptyComponentWarning
 from numpyro_gmm.kernels.biglearn_em import build_kernel as biglearn_kernel
 
 FULL = os.environ.get("NUMPYRO_GMM_FULL") == "1"
@@ -435,8 +435,7 @@ OVERRIDES = {
     # With N = 80 < D = 200, full covariances are singular but for reg_covar: depending on
     # the start, a finite fit (with warnings) or the error that says what to do.
     **{("200_features", e): Either(SINGULAR, check_finite) for e in ("builder", "facade", "cli")},
-    # Gradient EM takes no initial values (it starts from ceil(3 m ln m) data points).
-    ("collapsing_weight", "facade", "gradient_em"): r"takes no weights_init",
+    # Gradient EM given complete initial values is a warm start: it polishes them.
     **{
         ("collapsing_weight", e, m): r"takes no initial_values.*method='em'"
         for e in ("builder", "user")
@@ -446,6 +445,7 @@ OVERRIDES = {
 
 # Cells that do not apply: the command line has no initial values and reads CSV files.
 NOT_APPLICABLE = {("collapsing_weight", "cli"), ("xarray", "cli")}
+
 
 def _in_default_selection(case: str, entry: str, method: str) -> bool:
     """Every case runs for every method (through the facade at least) and, with "em", through
@@ -555,11 +555,15 @@ def test_fit_refuses_priors_that_do_not_fit_the_data(options, message):
         ngm.fit(model, BASE, num_restarts=N_RESTARTS, max_iter=MAX_ITER)
 
 
-@pytest.mark.parametrize("method", ["biglearn_em", "gradient_em"])
-def test_method_options_must_be_plain_values(method):
+@pytest.mark.parametrize(
+    ("method", "option"), [("biglearn_em", "p_joint"), ("gradient_em", "step_size")]
+)
+def test_method_options_must_be_plain_values(method, option):
     # They configure the compiled program; an array would fail deep inside JAX.
-    with pytest.raises(TypeError, match="Method option step=array.*number, a bool or a string"):
-        ngm.fit(ngm.models.gaussian_mixture(2), BASE, method=method, step=np.ones(2))
+    with pytest.raises(
+        TypeError, match=f"Method option {option}=array.*number, a bool or a string"
+    ):
+        ngm.fit(ngm.models.gaussian_mixture(2), BASE, method=method, **{option: np.ones(2)})
 
 
 def test_user_model_with_unbounded_prior_density_is_refused():
