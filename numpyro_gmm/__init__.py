@@ -52,16 +52,16 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; nothing is imported at run time
-    from numpyro_gmm import datasets, diagnostics, models, parallel, plotting, streaming
-    from numpyro_gmm.compare import compare_to_posterior
-    from numpyro_gmm.errors import ConvergenceWarning, EmptyComponentWarning, FitFailedError
-    from numpyro_gmm.fit_result import FitResult
-    from numpyro_gmm.infer import fit
-    from numpyro_gmm.laplace import loo_laplace
-    from numpyro_gmm.map_result import MAPResult
-    from numpyro_gmm.mixture.priors import GaussianMixturePrior
-    from numpyro_gmm.parallel import data_mesh
-    from numpyro_gmm.pipeline import fit_mixture
-    from numpyro_gmm.relabelling import relabel, relabel_draws
-    from numpyro_gmm.sklearn import GaussianMixture
-    from numpyro_gmm.streaming import fit_streaming
+    from numpyro_gmm import datasets, diagnostics, models, parallel, plotting, streaming  # noqa: F401
+    from numpyro_gmm.compare import compare_to_posterior  # noqa: F401
+    from numpyro_gmm.errors import ConvergenceWarning, EmptyComponentWarning, FitFailedError  # noqa: F401
+    from numpyro_gmm.fit_result import FitResult  # noqa: F401
+    from numpyro_gmm.infer import fit  # noqa: F401
+    from numpyro_gmm.laplace import loo_laplace  # noqa: F401
+    from numpyro_gmm.map_result import MAPResult  # noqa: F401
+    from numpyro_gmm.mixture.priors import GaussianMixturePrior  # noqa: F401
+    from numpyro_gmm.parallel import data_mesh  # noqa: F401
+    from numpyro_gmm.pipeline import fit_mixture  # noqa: F401
+    from numpyro_gmm.relabelling import relabel, relabel_draws  # noqa: F401
+    from numpyro_gmm.sklearn import GaussianMixture  # noqa: F401
+    from numpyro_gmm.streaming import fit_streaming  # noqa: F401
