@@ -22,6 +22,7 @@ from scipy.sparse import csr_array
 from scipy.sparse.csgraph import connected_components
 
 from numpyro_gmm._types import CovarianceType
+from numpyro_gmm.mixture.covariance import dispatch, expand_to_full
 
 __all__ = [
     "DEFAULT_MERGE_SCALE",
@@ -101,19 +102,6 @@ class MergeReport:
         for index, group in enumerate(self.groups):
             lines.append(f"  component {index} <- {group}")
         return "\n".join(lines)
-
-
-def _expand_covariances(
-    covariances: np.ndarray, covariance_type: CovarianceType, n: int, d: int
-) -> np.ndarray:
-    covariances = np.asarray(covariances, float)
-    if covariance_type == "full":
-        return covariances
-    if covariance_type == "tied":
-        return np.broadcast_to(covariances, (n, d, d))
-    if covariance_type == "diag":
-        return covariances[:, :, None] * np.eye(d)
-    return covariances[:, None, None] * np.eye(d)
 
 
 def _component_scales(covariances_full: np.ndarray) -> np.ndarray:
@@ -200,7 +188,7 @@ def prune_and_merge(
     n, d = means.shape
     if weights.shape != (n,):
         raise ValueError(f"weights must have shape ({n},), got {weights.shape}.")
-    full = _expand_covariances(covariances, covariance_type, n, d)
+    full = np.asarray(expand_to_full(np.asarray(covariances, float), covariance_type, n, d))
     if weight_threshold is None:
         weight_threshold = 1.0 / (10.0 * n)
     kept = np.flatnonzero(weights >= weight_threshold)
@@ -246,14 +234,15 @@ def prune_and_merge(
         groups.append(sorted(members.tolist()))
         assignment[members] = new_index
     out_weights /= out_weights.sum()
-    if covariance_type == "full":
-        out_covariances = out_full
-    elif covariance_type == "tied":
-        out_covariances = np.asarray(covariances, float).copy()
-    elif covariance_type == "diag":
-        out_covariances = np.diagonal(out_full, axis1=-2, axis2=-1).copy()
-    else:
-        out_covariances = np.trace(out_full, axis1=-2, axis2=-1) / d
+    out_covariances = dispatch(
+        covariance_type,
+        {
+            "full": lambda: out_full,
+            "tied": lambda: np.asarray(covariances, float).copy(),
+            "diag": lambda: np.diagonal(out_full, axis1=-2, axis2=-1).copy(),
+            "spherical": lambda: np.trace(out_full, axis1=-2, axis2=-1) / d,
+        },
+    )()
     report = MergeReport(
         n_components_found=n_groups,
         groups=groups,
