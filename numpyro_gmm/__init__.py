@@ -13,6 +13,11 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
+# JAX's persistent compilation cache, on by default (see numpyro_gmm.compilation_cache).
+from numpyro_gmm.compilation_cache import configure_from_environment as _configure_cache  # noqa: E402
+
+_configure_cache()
+
 # Public name -> module that defines it (a module's own name for subpackages).
 _PUBLIC = {
     "ConvergenceWarning": "numpyro_gmm.errors",
@@ -31,7 +36,15 @@ _PUBLIC = {
     "relabel": "numpyro_gmm.relabelling",
     "relabel_draws": "numpyro_gmm.relabelling",
 }
-_SUBMODULES = ("models", "parallel", "streaming", "diagnostics", "datasets", "plotting")
+_SUBMODULES = (
+    "compilation_cache",
+    "models",
+    "parallel",
+    "streaming",
+    "diagnostics",
+    "datasets",
+    "plotting",
+)
 
 __all__ = ["__version__", *sorted(_PUBLIC), *_SUBMODULES]
 

@@ -33,7 +33,7 @@ from numpyro_gmm._types import Array, CovarianceType
 from numpyro_gmm.fit_result import FitResult, Restarts, choose_restart
 from numpyro_gmm.kernels import get_kernel
 from numpyro_gmm.mixture.chunking import RowPlan, default_chunk_size, n_rows
-from numpyro_gmm.mixture.covariance import check_covariance_type
+from numpyro_gmm.mixture.covariance import check_covariance_type, is_matrix_type
 from numpyro_gmm.mixture.estep import component_log_prob, sufficient_statistics
 from numpyro_gmm.mixture.init import initialize
 from numpyro_gmm.mixture.params import GMMParams, covariances_from_precisions_cholesky
@@ -443,7 +443,7 @@ def _positive_definite(covariances: np.ndarray, covariance_type: str) -> np.ndar
     finite = np.isfinite(covariances.reshape(n_restarts, -1)).all(axis=1)
     # A failed restart's non-finite matrices would stop the eigenvalue solver.
     covariances = np.where(finite.reshape((-1,) + (1,) * (covariances.ndim - 1)), covariances, 0.0)
-    if covariance_type in ("full", "tied"):
+    if is_matrix_type(covariance_type):
         d = covariances.shape[-1]
         smallest = np.linalg.eigvalsh(covariances.reshape(-1, d, d)).min(axis=-1)
     else:

@@ -60,7 +60,7 @@ from numpyro_gmm.mixture.affine import (
     standardization,
     to_standard,
 )
-from numpyro_gmm.mixture.covariance import check_covariance_type
+from numpyro_gmm.mixture.covariance import check_covariance_type, dispatch
 from numpyro_gmm.mixture.params import GMMParams, precisions_cholesky_from_covariances
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
 from numpyro_gmm.overparameterized import default_n_components, prune_and_merge
@@ -398,12 +398,15 @@ def _polished_best(exploration: FitResult, polished: FitResult) -> FitResult:
 
 def _fixed_precisions(covariance_type: str, n: int, d: int, variance: float, dtype) -> np.ndarray:
     """Precision factors of ``variance * I`` for ``n`` components, shaped per type."""
-    covariances = {
-        "full": lambda: np.broadcast_to(np.eye(d) * variance, (n, d, d)),
-        "tied": lambda: np.eye(d) * variance,
-        "diag": lambda: np.full((n, d), variance),
-        "spherical": lambda: np.full(n, variance),
-    }[check_covariance_type(covariance_type)]()
+    covariances = dispatch(
+        covariance_type,
+        {
+            "full": lambda: np.broadcast_to(np.eye(d) * variance, (n, d, d)),
+            "tied": lambda: np.eye(d) * variance,
+            "diag": lambda: np.full((n, d), variance),
+            "spherical": lambda: np.full(n, variance),
+        },
+    )()
     return np.asarray(
         precisions_cholesky_from_covariances(jnp.asarray(covariances, dtype), covariance_type)
     )

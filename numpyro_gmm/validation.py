@@ -340,34 +340,28 @@ def check_prior(prior, *, n_components: int, n_features: int, covariance_type: s
         require(
             "mean_covariance", (d, d), _positive_definite, "must be symmetric positive definite."
         )
-    wishart = values["covariance_df"] is not None or values["covariance_scale"] is not None
-    gamma = values["variance_concentration"] is not None or values["variance_rate"] is not None
-    if wishart:
-        if not is_matrix_type(covariance_type):
+    # Each covariance family is a pair of hyperparameters for one kind of covariance.
+    families = (
+        ("Inverse-Wishart", ("covariance_df", "covariance_scale"), True, "full or tied"),
+        ("Inverse-Gamma", ("variance_concentration", "variance_rate"), False, "diag or spherical"),
+    )
+    for family, names, for_matrices, applies_to in families:
+        if all(values[name] is None for name in names):
+            continue
+        if is_matrix_type(covariance_type) != for_matrices:
+            other_names = next(n for f, n, m, _ in families if m != for_matrices)
             raise ValueError(
-                f"An Inverse-Wishart prior (covariance_df, covariance_scale) applies to full or "
-                f"tied covariances; for covariance_type={covariance_type!r} use "
-                "variance_concentration and variance_rate (Inverse-Gamma)."
+                f"An {family} prior ({', '.join(names)}) applies to {applies_to} covariances; "
+                f"for covariance_type={covariance_type!r} use {' and '.join(other_names)}."
             )
-        if values["covariance_df"] is None or values["covariance_scale"] is None:
-            raise ValueError(
-                "An Inverse-Wishart prior needs both covariance_df and covariance_scale."
-            )
+        if any(values[name] is None for name in names):
+            raise ValueError(f"An {family} prior needs both {' and '.join(names)}.")
+    if values["covariance_df"] is not None:
         require("covariance_df", (), lambda a: a > d - 1, f"must be > n_features - 1 = {d - 1}.")
         require(
             "covariance_scale", (d, d), _positive_definite, "must be symmetric positive definite."
         )
-    if gamma:
-        if is_matrix_type(covariance_type):
-            raise ValueError(
-                f"An Inverse-Gamma prior (variance_concentration, variance_rate) applies to diag "
-                f"or spherical covariances; for covariance_type={covariance_type!r} use "
-                "covariance_df and covariance_scale (Inverse-Wishart)."
-            )
-        if values["variance_concentration"] is None or values["variance_rate"] is None:
-            raise ValueError(
-                "An Inverse-Gamma prior needs both variance_concentration and variance_rate."
-            )
+    if values["variance_concentration"] is not None:
         require("variance_concentration", (), lambda a: a > 0, "must be > 0.")
         rate_shape = (d,) if covariance_type == "diag" and values["variance_rate"].ndim else ()
         require("variance_rate", rate_shape, lambda a: np.all(a > 0), "must be > 0.")

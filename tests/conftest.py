@@ -3,6 +3,12 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Eight simulated CPU devices for the data-parallel tests, set before JAX starts; the other
+# tests run on the first device as usual.
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    ).strip()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -1,13 +1,10 @@
 """Data parallelism: fits over 8 simulated CPU devices equal single-device fits.
 
-``XLA_FLAGS`` must be set before JAX starts, and pytest has already imported it, so all the
-sharded fits run in one subprocess that prints the largest differences as JSON.
+The sharded fits run once per module on the 8 simulated CPU devices that ``conftest.py`` asks
+for (``XLA_FLAGS`` must be set before JAX starts).
 """
 
-import json
-import os
-import subprocess
-import sys
+import warnings
 from pathlib import Path
 
 import jax
@@ -19,10 +16,9 @@ from numpyro_gmm.parallel import ShardedRows, data_mesh, shard_rows
 ROOT = Path(__file__).resolve().parents[1]
 
 _SCRIPT = r"""
-import json, sys, warnings
+import warnings
 import jax
 import numpy as np
-sys.path.insert(0, "tests")
 from helpers import make_mixture_data
 from numpyro_gmm.fitting import fit_gaussian_mixture, log_joint
 from numpyro_gmm.pipeline import fit_mixture
@@ -83,37 +79,25 @@ for covariance_type in ("tied", "diag", "spherical"):
            init_params="kmeans", max_iter=30)
 facade("em-full-float32", 2003, "float32")
 engine("biglearn_em-float32", 1501, "float32", "biglearn_em", max_iter=8)
-jax.config.update("jax_enable_x64", True)
-engine("em-full-float64", 2003, "float64", "em", init_params="random", max_iter=30)
-engine("em-map-divisible-float64", 2000, "float64", "em", max_iter=30, prior=prior)
-method("gradient_em-float64", 1501, "float64", "gradient_em", "spherical", max_iter=40,
-       options={"polish_iter": 10})
-x = data(1501, "float64")
-params = fit_mixture(jax.numpy.asarray(x), 3, max_iter=3).params
-values = [log_joint(x, params, "full", prior), log_joint(x, params, "full", prior, mesh=mesh)]
-out["log_joint-float64"] = {"objective": abs(values[0] - values[1]) / abs(values[0])}
-print("RESULT" + json.dumps(out))
+with jax.enable_x64(True):
+    engine("em-full-float64", 2003, "float64", "em", init_params="random", max_iter=30)
+    engine("em-map-divisible-float64", 2000, "float64", "em", max_iter=30, prior=prior)
+    method("gradient_em-float64", 1501, "float64", "gradient_em", "spherical", max_iter=40,
+           options={"polish_iter": 10})
+    x = data(1501, "float64")
+    params = fit_mixture(jax.numpy.asarray(x), 3, max_iter=3).params
+    values = [log_joint(x, params, "full", prior), log_joint(x, params, "full", prior, mesh=mesh)]
+    out["log_joint-float64"] = {"objective": abs(values[0] - values[1]) / abs(values[0])}
+result = out
 """
 
 
 @pytest.fixture(scope="module")
 def sharded_differences():
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "JAX_PLATFORMS": "cpu",
-    }
-    completed = subprocess.run(
-        [sys.executable, "-c", _SCRIPT],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=600,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    line = next(row for row in completed.stdout.splitlines() if row.startswith("RESULT"))
-    return json.loads(line[len("RESULT") :])
+    namespace: dict = {}
+    with warnings.catch_warnings():
+        exec(compile(_SCRIPT, "<sharded fits>", "exec"), namespace)
+    return namespace["result"]
 
 
 # Relative tolerances: the sums are the same up to float reassociation over 8 blocks.

@@ -5,17 +5,15 @@ command line, streaming, 8 simulated devices) on the same data and initial value
 same parameters, objective and chosen restart; the command line's netCDF and ``to_datatree()``
 have the same groups and variables; a failed restart is never reported as the chosen one.
 
-``XLA_FLAGS`` must be set before JAX starts, so the table runs in one subprocess with 8
-simulated CPU devices and prints its rows as JSON.
+The table runs once per module on the 8 simulated CPU devices that ``conftest.py`` asks for,
+in float64.
 """
 
 import json
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -28,10 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 _SCRIPT = r"""
 import json, os, sys, tempfile, warnings
 import jax
-jax.config.update("jax_enable_x64", True)
+import jax
 import numpy as np
 import xarray as xr
-sys.path.insert(0, "tests")
 from helpers import make_mixture_data
 import numpyro_gmm as ngm
 from numpyro_gmm.cli import main as cli_main
@@ -122,28 +119,16 @@ try:
     fit_mixture(Stream(x, method="exact"), K, method="biglearn_em")
 except ValueError as error:
     refused = "method='em'" in str(error)
-print("RESULT" + json.dumps({"rows": rows, "streaming_refuses_other_methods": refused}))
+result = {"rows": rows, "streaming_refuses_other_methods": refused}
 """
 
 
 @pytest.fixture(scope="module")
 def table():
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "JAX_PLATFORMS": "cpu",
-    }
-    completed = subprocess.run(
-        [sys.executable, "-c", _SCRIPT],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=900,
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    line = next(x for x in completed.stdout.splitlines() if x.startswith("RESULT"))
-    return json.loads(line[len("RESULT") :])
+    namespace: dict = {}
+    with jax.enable_x64(True), warnings.catch_warnings():
+        exec(compile(_SCRIPT, "<entry point table>", "exec"), namespace)
+    return json.loads(json.dumps(namespace["result"]))
 
 
 def _groups(rows):

@@ -8,6 +8,7 @@ pipeline, :func:`numpyro_gmm.pipeline.fit_mixture`), and ``fit.nc`` is its
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import warnings
 from typing import Any
@@ -98,13 +99,13 @@ def run_fit(args: argparse.Namespace) -> int:
         f"to {n} rows x {d} columns from {source}"
     )
 
-    x64_before: bool | None = None
+    # --x64 holds for this fit only (a scoped setting: nothing leaks into a calling program).
+    precision = contextlib.nullcontext()
     if args.x64:
         import jax
 
-        x64_before = bool(jax.config.read("jax_enable_x64"))
-        jax.config.update("jax_enable_x64", True)
-    try:
+        precision = jax.enable_x64(True)
+    with precision:
         estimator = _estimator_class()
         gm = estimator(
             n_components=args.components,
@@ -149,11 +150,6 @@ def run_fit(args: argparse.Namespace) -> int:
             # The fitted parameters are checked before they are saved: a failed fit, not an
             # internal error.
             raise CLIError(f"the fit failed: {_first_line(err)}") from None
-    finally:
-        if x64_before is not None:
-            import jax
-
-            jax.config.update("jax_enable_x64", x64_before)
 
     write_datatree(dt, out_path)
     progress(f"wrote {out_path}")

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_gmm.mixture.chunking import chunked_sum
+from numpyro_gmm.mixture.covariance import dispatch
 from numpyro_gmm.mixture.estep import SufficientStats, chunk_statistics, recentre
 from numpyro_gmm.mixture.init import initialize
 from numpyro_gmm.mixture.mstep import m_step
@@ -63,10 +64,16 @@ def step_sizes(n_steps: int, kappa: float = DEFAULT_KAPPA, t0: float = DEFAULT_T
 
 def zero_statistics(n_components, n_features, covariance_type, dtype) -> SufficientStats:
     """Empty sums, shaped for ``covariance_type``."""
-    second_shape = {
-        "full": (n_components, n_features, n_features),
-        "tied": (n_features, n_features),
-    }.get(covariance_type, (n_components, n_features))
+    # diag and spherical both keep per-feature sums of squares; spherical averages them later.
+    second_shape = dispatch(
+        covariance_type,
+        {
+            "full": (n_components, n_features, n_features),
+            "tied": (n_features, n_features),
+            "diag": (n_components, n_features),
+            "spherical": (n_components, n_features),
+        },
+    )
     return SufficientStats(
         counts=jnp.zeros(n_components, dtype),
         first=jnp.zeros((n_components, n_features), dtype),
