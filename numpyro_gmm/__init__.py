@@ -23,6 +23,8 @@ _PUBLIC = {
     "ConvergenceWarning": "numpyro_gmm.errors",
     "EmptyComponentWarning": "numpyro_gmm.errors",
     "FitFailedError": "numpyro_gmm.errors",
+    "NotFittedError": "numpyro_gmm.errors",
+    "RegularizationWarning": "numpyro_gmm.errors",
     "FitResult": "numpyro_gmm.fit_result",
     "GaussianMixture": "numpyro_gmm.sklearn",
     "GaussianMixturePrior": "numpyro_gmm.mixture.priors",
@@ -67,7 +69,13 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs; nothing is imported at run time
     from numpyro_gmm import datasets, diagnostics, models, parallel, plotting, streaming  # noqa: F401
     from numpyro_gmm.compare import compare_to_posterior  # noqa: F401
-    from numpyro_gmm.errors import ConvergenceWarning, EmptyComponentWarning, FitFailedError  # noqa: F401
+    from numpyro_gmm.errors import (  # noqa: F401
+        ConvergenceWarning,
+        EmptyComponentWarning,
+        FitFailedError,
+        NotFittedError,
+        RegularizationWarning,
+    )
     from numpyro_gmm.fit_result import FitResult  # noqa: F401
     from numpyro_gmm.infer import fit  # noqa: F401
     from numpyro_gmm.laplace import loo_laplace  # noqa: F401

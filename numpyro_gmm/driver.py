@@ -51,12 +51,19 @@ class RunState(NamedTuple):
     trace: Array
 
 
-def init_run_state(kernel_state: Any, max_iter: int, dtype: jnp.dtype) -> RunState:
-    """Driver carry before the first step."""
+def init_run_state(
+    kernel_state: Any, max_iter: int, dtype: jnp.dtype, objective: Array | float = -jnp.inf
+) -> RunState:
+    """Driver carry before the first step.
+
+    ``objective`` is the per-sample objective the first step's value is compared with for
+    convergence: ``-inf`` for a fresh start, the previous fit's last value for a warm start
+    (as scikit-learn's ``warm_start`` carries ``lower_bound_``).
+    """
     return RunState(
         kernel_state=kernel_state,
         n_iter=jnp.zeros((), jnp.int32),
-        objective=jnp.asarray(-jnp.inf, dtype),
+        objective=jnp.asarray(objective, dtype),
         converged=jnp.zeros((), bool),
         failed=jnp.zeros((), bool),
         trace=jnp.full((max_iter,), jnp.nan, dtype),

@@ -16,7 +16,7 @@ import numpy as np
 
 from numpyro_gmm.errors import ConvergenceWarning, EmptyComponentWarning, FitFailedError
 
-__all__ = ["FitResult", "Restarts", "choose_restart", "warn_about"]
+__all__ = ["FitResult", "Restarts", "choose_restart", "last_values", "warn_about"]
 
 
 class Restarts(NamedTuple):
@@ -52,8 +52,25 @@ class Restarts(NamedTuple):
         )
 
 
-def choose_restart(restarts: Restarts) -> int:
-    """Index of the restart with the highest objective among those that did not fail.
+def last_values(trace: np.ndarray) -> np.ndarray:
+    """Per restart, the last finite value of its trace (``-inf`` where it has none): the
+    lower bound of the parameters entering its last iteration, scikit-learn's
+    ``lower_bound_``."""
+    trace = np.asarray(trace, np.float64)
+    if trace.shape[1] == 0:  # max_iter = 0
+        return np.full(trace.shape[0], -np.inf)
+    finite = np.isfinite(trace)
+    last = trace.shape[1] - 1 - np.argmax(finite[:, ::-1], axis=1)
+    values = trace[np.arange(trace.shape[0]), last]
+    return np.where(finite.any(axis=1), values, -np.inf)
+
+
+def choose_restart(restarts: Restarts, score: np.ndarray | None = None) -> int:
+    """Index of the restart with the highest ``score`` among those that did not fail.
+
+    ``score`` defaults to ``restarts.objective``, the log joint of each restart's returned
+    parameters; scikit-learn's rule, the lower bound entering the last iteration, is
+    ``score=last_values(trace)`` (the two agree on restarts that converged).
 
     Raises
     ------
@@ -66,10 +83,14 @@ def choose_restart(restarts: Restarts) -> int:
             "Fitting the mixture model failed because some components have ill-defined "
             "empirical covariance (for instance caused by singleton or collapsed samples). "
             "Try to decrease the number of components, increase reg_covar, or scale the "
-            "input data (in float32, also try enabling float64 with "
-            "jax.config.update('jax_enable_x64', True))."
+            "input data. In float32, float64 data (or JAX's x64 mode) may also help."
         )
-    return int(np.argmax(np.where(failed, -np.inf, restarts.objective)))
+    score = restarts.objective if score is None else np.asarray(score, np.float64)
+    # Among equal scores (e.g. no iteration ran), the highest objective.
+    ranked = np.lexsort(
+        (np.where(failed, -np.inf, restarts.objective), np.where(failed, -np.inf, score))
+    )
+    return int(ranked[-1])
 
 
 @dataclass(frozen=True)

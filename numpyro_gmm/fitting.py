@@ -30,7 +30,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from numpyro_gmm import driver
 from numpyro_gmm._types import Array, CovarianceType
-from numpyro_gmm.fit_result import FitResult, Restarts, choose_restart
+from numpyro_gmm.fit_result import FitResult, Restarts, choose_restart, last_values
 from numpyro_gmm.kernels import get_kernel
 from numpyro_gmm.mixture.chunking import RowPlan, default_chunk_size, n_rows
 from numpyro_gmm.mixture.covariance import check_covariance_type, is_matrix_type
@@ -64,6 +64,13 @@ def as_rng_key(rng_key: Any) -> jax.Array:
     raise TypeError(
         f"rng_key must be an integer seed or a JAX PRNG key (jax.random.key(0)); got {rng_key!r}."
     )
+
+
+def restart_keys(rng_key: Any, num_restarts: int) -> jax.Array:
+    """One key per restart, ``fold_in(key, r)``: restart ``r`` starts from the same point
+    whatever the number of restarts, so more restarts never give a worse best one."""
+    key = as_rng_key(rng_key)
+    return jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(num_restarts))
 
 
 class InitialValues(NamedTuple):
@@ -130,12 +137,14 @@ def _step_fn(kernel: str, options, reg_covar, prior, config: _Config):
     )
 
 
-def _start(keys, x, initial, reg_covar, config: _Config) -> driver.RunState:
+def _start(keys, x, initial, reg_covar, previous, config: _Config) -> driver.RunState:
     kernel = get_kernel(config.kernel)
 
     def start_one(key):
         params = _initial_params(key, x, initial, reg_covar, config)
-        return driver.init_run_state(kernel.init(params), config.max_iter, x.dtype)
+        return driver.init_run_state(
+            kernel.init(params), config.max_iter, x.dtype, objective=previous
+        )
 
     return jax.vmap(start_one)(keys)
 
@@ -218,9 +227,9 @@ class _Programs(NamedTuple):
     fit: Any
 
 
-def _fit(keys, x, initial, tol, reg_covar, prior, config: _Config):
+def _fit(keys, x, initial, tol, reg_covar, prior, previous, config: _Config):
     """Initialize, run, polish and score every restart."""
-    run_states = _start(keys, x, initial, reg_covar, config)
+    run_states = _start(keys, x, initial, reg_covar, previous, config)
     run_states = _advance(keys, x, run_states, config.max_iter, tol, reg_covar, prior, config)
     return run_states, _finish(keys, x, run_states, tol, reg_covar, prior, config)
 
@@ -254,9 +263,9 @@ def _sharded_programs(config: _Config, mesh: Mesh) -> _Programs:
     """Programs over row-sharded, padded data (``config.rows`` is a sharded plan)."""
     n_samples = config.rows.n_samples
 
-    def start(keys, x, initial, reg_covar):
+    def start(keys, x, initial, reg_covar, previous):
         # The init reads the real rows as one global array (k-means++ picks rows anywhere).
-        return _start(keys, x[:n_samples], initial, reg_covar, config)
+        return _start(keys, x[:n_samples], initial, reg_covar, previous, config)
 
     def advance(keys, x, run_states, stop_at, tol, reg_covar, prior):
         return _advance(keys, x, run_states, stop_at, tol, reg_covar, prior, config)
@@ -271,8 +280,8 @@ def _sharded_programs(config: _Config, mesh: Mesh) -> _Programs:
     start = jax.jit(start)
     run = _data_parallel(run, mesh, 6)
 
-    def fit(keys, x, initial, tol, reg_covar, prior):
-        return run(keys, x, start(keys, x, initial, reg_covar), tol, reg_covar, prior)
+    def fit(keys, x, initial, tol, reg_covar, prior, previous):
+        return run(keys, x, start(keys, x, initial, reg_covar, previous), tol, reg_covar, prior)
 
     return _Programs(
         start=start,
@@ -283,11 +292,11 @@ def _sharded_programs(config: _Config, mesh: Mesh) -> _Programs:
 
 
 def _run_with_progress(
-    programs: _Programs, keys, x, initial, tol, reg_covar, prior, config, interval
+    programs: _Programs, keys, x, initial, tol, reg_covar, prior, previous, config, interval
 ):
     """Run the same loop in segments of ``interval`` steps, reporting after each."""
     started = time.perf_counter()
-    run_states = programs.start(keys, x, initial, reg_covar)
+    run_states = programs.start(keys, x, initial, reg_covar, previous)
     n_restarts = keys.shape[0]
     report(f"Initialized {n_restarts} restart(s) in {time.perf_counter() - started:.2f} s")
     stop_at = 0
@@ -336,6 +345,8 @@ def fit_gaussian_mixture(
     polish_options: dict[str, Any] | None = None,
     polish_tol: float | None = None,
     mesh: Mesh | None = None,
+    previous_objective: float | None = None,
+    restart_rule: str = "objective",
 ) -> FitResult:
     """Run one kernel with vectorized restarts; choose the best restart.
 
@@ -379,6 +390,12 @@ def fit_gaussian_mixture(
         The polish kernel (plain (MAP-)EM by default) and its options.
     polish_tol : float, optional
         Convergence threshold of the polish (default ``tol``).
+    previous_objective : float, optional
+        Per-sample objective the first step's change is measured from (a warm start);
+        ``None`` (``-inf``) for a fresh start.
+    restart_rule : {"objective", "lower_bound"}
+        The best restart has the highest log joint of its returned parameters, or (as
+        scikit-learn chooses) the highest objective entering its last iteration.
     mesh : Mesh, optional
         Data parallelism over the devices of a one-axis mesh
         (:func:`numpyro_gmm.parallel.data_mesh`). ``None``: one device (or the mesh of
@@ -414,7 +431,7 @@ def fit_gaussian_mixture(
         tuple(sorted((polish_options or {}).items())),
         init_rows,
     )
-    keys = jax.random.split(as_rng_key(rng_key), num_restarts)
+    keys = restart_keys(rng_key, num_restarts)
     initial = InitialValues() if initial is None else initial
     dtype = x.dtype
     initial = InitialValues(*(None if v is None else jnp.asarray(v, dtype) for v in initial))
@@ -422,6 +439,8 @@ def fit_gaussian_mixture(
     # (loop tolerance, polish tolerance), traced: new values do not recompile.
     tol = jnp.asarray([tol, tol if polish_tol is None else polish_tol], dtype)
     reg_covar = jnp.asarray(reg_covar, dtype)
+    # Traced (-inf: a fresh start), so a warm start does not compile another program.
+    previous = jnp.asarray(-np.inf if previous_objective is None else previous_objective, dtype)
     if isinstance(x, ShardedRows):
         programs = _sharded_programs(config, x.mesh)
         x = x.array
@@ -429,11 +448,17 @@ def fit_gaussian_mixture(
         programs = _single_device_programs(config)
     if progress_interval:
         run_states, final = _run_with_progress(
-            programs, keys, x, initial, tol, reg_covar, prior, config, progress_interval
+            programs, keys, x, initial, tol, reg_covar, prior, previous, config, progress_interval
         )
     else:
-        run_states, final = programs.fit(keys, x, initial, tol, reg_covar, prior)
-    return _collect(jax.device_get(run_states), jax.device_get(final), config, n_samples=n_samples)
+        run_states, final = programs.fit(keys, x, initial, tol, reg_covar, prior, previous)
+    return _collect(
+        jax.device_get(run_states),
+        jax.device_get(final),
+        config,
+        n_samples=n_samples,
+        restart_rule=restart_rule,
+    )
 
 
 def _positive_definite(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
@@ -451,7 +476,9 @@ def _positive_definite(covariances: np.ndarray, covariance_type: str) -> np.ndar
     return finite & np.reshape(smallest > 0, (n_restarts, -1)).all(axis=1)
 
 
-def _collect(run_states, final: _Final, config: _Config, *, n_samples: int) -> FitResult:
+def _collect(
+    run_states, final: _Final, config: _Config, *, n_samples: int, restart_rule: str
+) -> FitResult:
     """Flag failed restarts, choose the best, and gather everything as numpy."""
     # A covariance rebuilt in float32 from a nearly singular precision (N < D) can have a
     # negative eigenvalue that the loop's Cholesky did not see: that restart failed too.
@@ -470,7 +497,8 @@ def _collect(run_states, final: _Final, config: _Config, *, n_samples: int) -> F
         n_iter = n_iter + np.asarray(final.polish.n_iter, np.int64)
         polish_trace = np.asarray(final.polish.trace)
     restarts = Restarts(objective=objective, n_iter=n_iter, converged=converged, failed=failed)
-    best = choose_restart(restarts)
+    score = last_values(run_states.trace) if restart_rule == "lower_bound" else None
+    best = choose_restart(restarts, score)
     params = GMMParams(*(np.asarray(leaf[best]) for leaf in final.params))
     return FitResult(
         params=params,

@@ -28,7 +28,7 @@ from numpyro.distributions import constraints
 
 from numpyro_gmm import driver
 from numpyro_gmm.fit_result import FitResult, Restarts, choose_restart, warn_about
-from numpyro_gmm.fitting import InitialValues, as_rng_key
+from numpyro_gmm.fitting import InitialValues, restart_keys
 from numpyro_gmm.kernels import get_kernel
 from numpyro_gmm.map_result import MAPResult
 from numpyro_gmm.mixture.init import kmeans_plusplus_indices, random_from_data_indices
@@ -193,7 +193,7 @@ class EM(_MAPAlgorithm):
         return values
 
     def _run_generalized(self, rng_key, x, num_restarts, mixture: MixtureModel) -> MAPResult:
-        keys = jax.random.split(as_rng_key(rng_key), num_restarts)
+        keys = restart_keys(rng_key, num_restarts)
         starts = [mixture.unconstrain(self._initial_values(k, x, mixture)) for k in keys]
         unconstrained = jax.tree.map(lambda *leaves: jnp.stack(leaves), *starts)
         program = _generalized_program(mixture, self.m_steps, self.max_iter)

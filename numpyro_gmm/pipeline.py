@@ -105,6 +105,11 @@ class Job:
     chunk_size: int | None
     progress_interval: int | None
     mesh: Mesh | None
+    # A warm start's previous per-sample objective: the first step's convergence test
+    # compares with it (scikit-learn's warm_start). Only the kernel stage of "em" uses it.
+    previous_objective: float | None = None
+    # How the engine ranks restarts (fitting.fit_gaussian_mixture's restart_rule).
+    restart_rule: str = "objective"
 
     @property
     def streamed(self) -> bool:
@@ -147,6 +152,8 @@ def _engine(job: Job, kernel: str, kernel_options: dict, **polish: Any) -> FitRe
         kernel=kernel,
         kernel_options=kernel_options,
         mesh=job.mesh,
+        previous_objective=job.previous_objective,
+        restart_rule=job.restart_rule,
         **polish,
     )
 
@@ -243,7 +250,7 @@ def standardize(job: Job, options: dict, run_next) -> FitResult:
             "values, or none of them."
         )
     prior = prior_to_standard(job.prior, shift, scale, covariance_type)
-    inner = job.with_(x=jnp.asarray(z), initial=initial, prior=prior)
+    inner = job.with_(x=jnp.asarray(z), initial=initial, prior=prior, previous_objective=None)
     result = run_next(inner, options)
     params = from_standard(result.params, shift, scale, covariance_type)
     objective = log_joint(
@@ -317,6 +324,7 @@ def over_parameterize(job: Job, options: dict, run_next) -> FitResult:
             )
         fixed = _fixed_precisions(job.covariance_type, n, n_features, variance, host.dtype)
         explore = job.with_(
+            previous_objective=None,
             n_components=n,
             init_params="random_from_data",
             initial=InitialValues(precisions_cholesky=fixed),
@@ -468,6 +476,8 @@ def fit_mixture(
     progress_interval: int | None = None,
     mesh: Mesh | None = None,
     warn: bool = True,
+    previous_objective: float | None = None,
+    restart_rule: str = "objective",
 ) -> FitResult:
     """Fit a Gaussian mixture to ``x`` by ``method``: the pipeline every entry point calls.
 
@@ -499,6 +509,13 @@ def fit_mixture(
         Run data-parallel over the devices of this one-axis mesh.
     warn : bool
         Give the fit's warnings (failed restarts, no convergence, empty components).
+    previous_objective : float, optional
+        With complete ``initial`` values (a warm start): the per-sample objective the previous
+        fit reached; the first iteration's change is measured from it, so a fit resumed one
+        iteration at a time detects convergence as one long fit does.
+    restart_rule : {"objective", "lower_bound"}
+        Rank restarts by the log joint of their returned parameters (default) or, as
+        scikit-learn does, by the objective entering their last iteration.
 
     Returns
     -------
@@ -506,6 +523,10 @@ def fit_mixture(
     """
     if method not in RECIPES:
         raise ValueError(f"Unknown method {method!r}; use one of {METHODS}.")
+    if restart_rule not in ("objective", "lower_bound"):
+        raise ValueError(
+            f"restart_rule must be 'objective' or 'lower_bound', got {restart_rule!r}."
+        )
     job = Job(
         x=x,
         n_components=int(n_components),
@@ -521,6 +542,8 @@ def fit_mixture(
         chunk_size=chunk_size,
         progress_interval=progress_interval,
         mesh=mesh,
+        previous_objective=None if previous_objective is None else float(previous_objective),
+        restart_rule=restart_rule,
     )
     if job.streamed and method != "em":
         raise ValueError(

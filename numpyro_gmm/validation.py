@@ -4,11 +4,14 @@ Everything here runs on numpy before any device work, so bad input fails early a
 problems that can only appear inside the jitted loop come back as flags (see ``driver``).
 """
 
+import contextlib
 import numbers
+import warnings
 
 import jax
 import numpy as np
 
+from numpyro_gmm.errors import RegularizationWarning
 from numpyro_gmm.mixture.covariance import (
     check_covariance_type,
     covariance_shape,
@@ -21,6 +24,7 @@ __all__ = [
     "check_data",
     "feature_names",
     "check_reg_covar_scale",
+    "precision_of",
     "check_float32_precision",
     "check_n_samples",
     "check_options",
@@ -35,6 +39,15 @@ def working_dtype(dtype: np.dtype) -> np.dtype:
     if jax.config.jax_enable_x64 and np.dtype(dtype) != np.float32:
         return np.dtype(np.float64)
     return np.dtype(np.float32)
+
+
+def precision_of(dtype) -> contextlib.AbstractContextManager:
+    """A scope in which JAX computes in ``dtype``: x64 on for float64, off for float32.
+
+    Scoped (``jax.enable_x64``), so the caller's global setting is left as it was; programs
+    compiled inside are cached per precision.
+    """
+    return jax.enable_x64(np.dtype(dtype) == np.float64)
 
 
 def to_device(x: np.ndarray) -> jax.Array:
@@ -58,19 +71,33 @@ def check_data(
     gives. With ``check_precision``, data that would lose their information in JAX's default
     float32 are refused (:func:`check_float32_precision`).
     """
+    if type(x).__module__.startswith("scipy.sparse"):
+        raise TypeError(
+            f"{name} is a sparse matrix, but dense data is required: convert it with "
+            f"{name}.toarray()."
+        )
     try:
         array = np.asarray(x)
     except (TypeError, ValueError) as error:
         raise TypeError(f"{name} could not be converted to a numeric array: {error}") from error
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.bool_)
-    ):
+    if array.dtype == object:  # numbers stored as objects (e.g. a mixed DataFrame's values)
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"{name} must contain numbers ({error}). Convert or drop the non-numeric "
+                "columns (e.g. with pandas: df.select_dtypes('number'))."
+            ) from None
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise ValueError(
+            f"Complex data not supported: {name} has dtype {array.dtype}; pass its real part "
+            "or its modulus."
+        )
+    if not (np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.bool_)):
         raise TypeError(
             f"{name} must contain numbers, got dtype {array.dtype}. Convert or drop the "
             "non-numeric columns (e.g. with pandas: df.select_dtypes('number'))."
         )
-    if np.issubdtype(array.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be real-valued, got dtype {array.dtype}.")
     if array.ndim == 1 and allow_1d:
         array = array[:, None]
     if array.ndim != 2:
@@ -84,11 +111,12 @@ def check_data(
             f"Expected a 2-D array of shape (n_samples, n_features) for {name}, got a "
             f"{array.ndim}-D array of shape {array.shape}.{hint}"
         )
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(
-            f"{name} is empty (shape {array.shape}); at least one sample and one feature are "
-            "required."
-        )
+    for axis, what in ((0, "sample"), (1, "feature")):
+        if array.shape[axis] == 0:  # scikit-learn's wording
+            raise ValueError(
+                f"{name} is empty: found array with 0 {what}(s) (shape={array.shape}) while a "
+                "minimum of 1 is required."
+            )
     array = array.astype(np.float64, copy=False) if array.dtype != np.float32 else array
     finite = np.isfinite(array)
     if not finite.all():
@@ -128,30 +156,28 @@ def feature_names(x) -> np.ndarray | None:
 
 
 def check_reg_covar_scale(x: np.ndarray, reg_covar: float, *, name: str = "X") -> None:
-    """Refuse a ``reg_covar`` that would dominate the data's spread.
+    """Warn when ``reg_covar`` would dominate the data's spread.
 
     ``reg_covar`` is added to every covariance diagonal in the data's own units, so EM is not
     scale-equivariant: on data of spread 1e-8 the default 1e-6 swamps every covariance and
-    the fit describes the regularization rather than the data (all components alike, arbitrary
-    labels). This is refused when ``reg_covar`` exceeds a tenth of the smallest non-zero
-    per-feature variance of ``x``; constant features are exempt (their variance is
-    ``reg_covar`` by design).
-
-    Raises
-    ------
-    ValueError
-        Saying which feature is affected and how to rescale or which ``reg_covar`` to use.
+    the fit describes the regularization rather than the data (all components alike,
+    arbitrary labels). A :class:`RegularizationWarning` says so when ``reg_covar`` exceeds a
+    tenth of the smallest non-zero per-feature variance of ``x`` (the fit goes on, as
+    scikit-learn's does); constant features are exempt (their variance is ``reg_covar`` by
+    design).
     """
     variances = np.var(np.asarray(x, dtype=np.float64), axis=0)
     spread = np.where(variances > 0, variances, np.inf)
     feature = int(np.argmin(spread))
     smallest = float(spread[feature])
     if np.isfinite(smallest) and reg_covar > 0.1 * smallest:
-        raise ValueError(
-            f"reg_covar={reg_covar:g} is not small next to the variance {smallest:.3g} of "
-            f"feature {feature} of {name}: it would dominate the fitted covariances. Rescale "
-            f"the data (e.g. divide each column by its standard deviation) or lower reg_covar "
-            f"to at most {1e-6 * smallest:.3g}."
+        warnings.warn(
+            f"reg_covar={reg_covar:g} is more than a tenth of the variance {smallest:.3g} of "
+            f"feature {feature} of {name}: it dominates that feature's fitted variances. "
+            f"Rescale the data (e.g. divide each column by its standard deviation) or use "
+            f"reg_covar <= {0.1 * smallest:.3g}.",
+            RegularizationWarning,
+            stacklevel=3,
         )
 
 
@@ -215,17 +241,31 @@ def check_options(
     check_covariance_type(covariance_type)
     if init_params not in INIT_METHODS:
         raise ValueError(f"Unknown init_params {init_params!r}; use one of {INIT_METHODS}.")
-    _check_real(reg_covar, "reg_covar", minimum=0.0, inclusive=False)
+    _check_real(reg_covar, "reg_covar", minimum=0.0, inclusive=True)
     _check_real(tol, "tol", minimum=0.0, inclusive=True)
     _check_integer(max_iter, "max_iter", 0)
     _check_integer(n_init, "n_init", 1)
 
 
 def _check_shape(value: np.ndarray, shape: tuple[int, ...], name: str) -> None:
-    if value.shape != shape:
+    if value.shape != shape:  # scikit-learn's wording, so its users' checks still match
         raise ValueError(
-            f"The parameter '{name}' should have the shape {shape}, but got {value.shape}."
+            f"The parameter '{name}' should have the shape of {shape}, but got {value.shape}"
         )
+
+
+def _initial_array(value, name: str) -> np.ndarray:
+    """An initial value as a finite float array of its own shape (object arrays of numbers
+    included), float32 kept."""
+    try:
+        array = np.asarray(value)
+        if array.dtype != np.float32:
+            array = array.astype(np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"The parameter '{name}' must contain numbers: {error}") from None
+    if not np.isfinite(array).all():
+        raise ValueError(f"The parameter '{name}' contains NaN or infinity.")
+    return array
 
 
 def check_initial_values(
@@ -237,43 +277,38 @@ def check_initial_values(
     n_features: int,
     covariance_type: str,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """Validate user-supplied initial weights, means and precisions (scikit-learn's rules)."""
+    """Validate user-supplied initial weights, means and precisions (scikit-learn's rules and
+    messages)."""
     check_covariance_type(covariance_type)
     weights = means = precisions = None
     if weights_init is not None:
-        weights = check_data(
-            np.asarray(weights_init)[None], name="weights_init", check_precision=False
-        )[0]
-        _check_shape(weights, (n_components,), "weights_init")
+        weights = _initial_array(weights_init, "weights")
+        _check_shape(weights, (n_components,), "weights")
         if (weights < 0).any() or (weights > 1).any():
             raise ValueError(
-                "The parameter 'weights_init' should be in the range [0, 1], but got "
-                f"min value {weights.min():.5f}, max value {weights.max():.5f}."
+                "The parameter 'weights' should be in the range [0, 1], but got "
+                f"min value {weights.min():.5f}, max value {weights.max():.5f}"
             )
-        if not np.isclose(weights.sum(), 1.0, atol=1e-6 if weights.dtype == np.float32 else 1e-8):
+        atol = 1e-6 if weights.dtype == np.float32 else 1e-8
+        if not np.isclose(weights.sum(), 1.0, rtol=0.0, atol=atol):
             raise ValueError(
-                "The parameter 'weights_init' should be normalized, but got "
-                f"sum(weights) = {weights.sum():.5f}."
+                "The parameter 'weights' should be normalized, but got "
+                f"sum(weights) = {weights.sum():.5f}"
             )
     if means_init is not None:
-        means = check_data(means_init, name="means_init", check_precision=False)
-        _check_shape(means, (n_components, n_features), "means_init")
+        means = _initial_array(means_init, "means")
+        _check_shape(means, (n_components, n_features), "means")
     if precisions_init is not None:
-        precisions = np.asarray(precisions_init, dtype=float)
-        _check_shape(
-            precisions,
-            covariance_shape(covariance_type, n_components, n_features),
-            "precisions_init",
-        )
-        if not np.isfinite(precisions).all():
-            raise ValueError("'precisions_init' contains NaN or infinity.")
+        name = f"{covariance_type} precision"
+        precisions = _initial_array(precisions_init, name).astype(np.float64)
+        _check_shape(precisions, covariance_shape(covariance_type, n_components, n_features), name)
         if is_matrix_type(covariance_type):
             matrices = precisions.reshape(-1, n_features, n_features)
             symmetric = np.allclose(matrices, np.swapaxes(matrices, -1, -2))
             if not symmetric or (np.linalg.eigvalsh(matrices) <= 0).any():
-                raise ValueError("'precisions_init' should be symmetric, positive-definite.")
+                raise ValueError(f"'{name}' should be symmetric, positive-definite")
         elif (precisions <= 0).any():
-            raise ValueError("'precisions_init' should be positive.")
+            raise ValueError(f"'{name}' should be positive")
     return weights, means, precisions
 
 

@@ -58,7 +58,7 @@ def test_sample_follows_the_fitted_mixture(data):
     np.testing.assert_allclose(np.bincount(labels, minlength=3) / 20000, gm.weights_, atol=0.015)
     for j in range(3):
         np.testing.assert_allclose(draws[labels == j].mean(0), gm.means_[j], atol=0.1)
-    with pytest.raises(ValueError, match="n_samples must be an integer >= 1"):
+    with pytest.raises(ValueError, match="Invalid value for .n_samples.: 0"):
         gm.sample(0)
 
 
@@ -122,3 +122,20 @@ def test_map_fit_with_priors_pulls_toward_the_prior(data):
     np.testing.assert_allclose(mapped.weights_, 1 / 3, atol=0.01)
     # The log joint includes the log prior, so it differs from the log-likelihood.
     assert mapped.objective_ != pytest.approx(mapped.score(x) * len(x), rel=1e-3)
+
+
+@pytest.mark.filterwarnings("ignore::numpyro_gmm.ConvergenceWarning")  # max_iter=0
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_precisions_init_from_our_own_init_changes_nothing(covariance_type):
+    # scikit-learn issue 16944: precisions given as initial values must be used as given.
+    # Giving the precisions our init computes must reproduce the fit without them exactly.
+    rng = np.random.RandomState(0)
+    shifted = rng.randn(300, 2) + np.array([20, 20])
+    stretched = rng.randn(300, 2) @ np.array([[0.0, -0.7], [3.5, 0.7]])
+    x = np.vstack([shifted, stretched])
+    common = dict(covariance_type=covariance_type, random_state=0)
+    start = GaussianMixture(2, max_iter=0, **common).fit(x)
+    given = GaussianMixture(2, precisions_init=start.precisions_, **common).fit(x)
+    default = GaussianMixture(2, **common).fit(x)
+    assert given.n_iter_ == default.n_iter_
+    np.testing.assert_allclose(given.precisions_cholesky_, default.precisions_cholesky_)

@@ -247,6 +247,14 @@ class Either(NamedTuple):
 UNSUPPORTED = "runs on conjugate Gaussian mixtures.*method='em' fits any mixture model"
 
 
+class Warns(NamedTuple):
+    """A fit that warns with a message matching ``message`` (a ``warning:`` line of the command
+    line) and passes ``check``."""
+
+    message: str
+    check: object
+
+
 class Case(NamedTuple):
     data: object
     expect: object  # a regex of the expected error, or a check(fit, entry, method, ...)
@@ -392,7 +400,12 @@ CASES = {
     "constant_column": Case(np.c_[BASE[:, 0], np.full(80, 5.0)], check_constant_column),
     "duplicated_rows": Case(np.repeat(BASE[::4], 4, axis=0), check_duplicates),
     "scale_1e8": Case(BASE * 1e8, _scaled_check(1e8)),
-    "scale_1e-8": Case(BASE * 1e-8, r"reg_covar=1e-06 is not small.*Rescale the data"),
+    "scale_1e-8": Case(
+        BASE * 1e-8,
+        Warns(
+            r"reg_covar=1e-06 is more than a tenth.*Rescale the data.*<= [\d.]+e-16", check_finite
+        ),
+    ),
     "offset_1e8_float32": Case(
         BASE + 1e8, r"cannot be represented in float32.*Subtract the column means"
     ),
@@ -431,7 +444,9 @@ OVERRIDES = {
     ("empty", "cli"): r"has a header but no data rows",
     ("one_row", "cli"): r"has 1 rows, fewer than the 2 components asked for",
     ("n_lt_k", "cli"): r"has 3 rows, fewer than the 5 components asked for",
-    ("scale_1e-8", "cli"): r"reg_covar=1e-06 is not small.*lower --reg-covar",
+    ("scale_1e-8", "cli"): Warns(
+        r"reg_covar=1e-06 is more than a tenth.*--reg-covar", check_finite
+    ),
     # With N = 80 < D = 200, full covariances are singular but for reg_covar: depending on
     # the start, a finite fit (with warnings) or the error that says what to do.
     **{("200_features", e): Either(SINGULAR, check_finite) for e in ("builder", "facade", "cli")},
@@ -507,6 +522,15 @@ def test_input_matrix(case, entry, method, tmp_path, capsys):
         else:
             with pytest.raises((ValueError, TypeError), match=expect):
                 run()
+        return
+    if isinstance(expect, Warns):
+        if entry == "cli":
+            fit = run()
+            assert re.search(expect.message, capsys.readouterr().err)
+        else:
+            with pytest.warns(ngm.RegularizationWarning, match=expect.message):
+                fit = run()
+        expect.check(fit, entry, method, tmp_path=tmp_path, capsys=capsys)
         return
     try:
         fit = run()

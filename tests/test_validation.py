@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse
 
 from numpyro_gmm import GaussianMixture
 from numpyro_gmm.sklearn import NotFittedError
@@ -24,7 +25,9 @@ X = np.random.default_rng(0).normal(size=(30, 2))
         (np.empty((0, 2)), ValueError, "empty"),
         (np.array([["a", "b"], ["c", "d"]]), TypeError, "must contain numbers"),
         (pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "z"]}), TypeError, "select_dtypes"),
-        (X + 1j, TypeError, "real-valued"),
+        (X + 1j, ValueError, "Complex data not supported"),
+        (scipy.sparse.csr_matrix(X), TypeError, r"sparse matrix.*toarray\(\)"),
+        (X.astype(object).tolist() + [[{"a": 1}, 2.0]], TypeError, "must contain numbers"),
     ],
 )
 def test_bad_data(data, error, message):
@@ -117,3 +120,11 @@ def test_bad_priors(covariance_type, fields, message):
 def test_prior_of_the_wrong_type():
     with pytest.raises(TypeError, match="GaussianMixturePrior"):
         GaussianMixture(2, prior={"weight_concentration": [1, 1]}).fit(X)
+
+
+def test_object_arrays_of_numbers_fit_like_float_arrays():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-3, 1, (40, 2)), rng.normal(3, 1, (40, 2))])
+    as_float = GaussianMixture(2, random_state=0).fit(x)
+    as_object = GaussianMixture(2, random_state=0).fit(x.astype(object))
+    np.testing.assert_array_equal(as_object.means_, as_float.means_)

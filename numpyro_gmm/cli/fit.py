@@ -89,10 +89,12 @@ def run_fit(args: argparse.Namespace) -> int:
 
     from numpyro_gmm.validation import check_reg_covar_scale
 
-    try:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         check_reg_covar_scale(x, args.reg_covar, name=source)
-    except ValueError as err:
-        raise CLIError(str(err).replace("lower reg_covar", "lower --reg-covar")) from None
+    for w in caught:
+        w.message = str(w.message).replace("use reg_covar", "use --reg-covar")
+    _report_warnings(caught)
 
     progress(
         f"fitting {args.components} components ({args.covariance_type}, method={args.method}) "
