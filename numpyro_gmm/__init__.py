@@ -23,6 +23,7 @@ _PUBLIC = {
     "ConvergenceWarning": "numpyro_gmm.errors",
     "EmptyComponentWarning": "numpyro_gmm.errors",
     "FitFailedError": "numpyro_gmm.errors",
+    "FitWarning": "numpyro_gmm.errors",
     "NotFittedError": "numpyro_gmm.errors",
     "RegularizationWarning": "numpyro_gmm.errors",
     "FitResult": "numpyro_gmm.fit_result",
@@ -73,6 +74,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; nothing is imported at run time
         ConvergenceWarning,
         EmptyComponentWarning,
         FitFailedError,
+        FitWarning,
         NotFittedError,
         RegularizationWarning,
     )

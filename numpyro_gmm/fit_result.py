@@ -14,7 +14,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from numpyro_gmm.errors import ConvergenceWarning, EmptyComponentWarning, FitFailedError
+from numpyro_gmm import errors
+from numpyro_gmm.errors import EmptyComponentWarning, FitFailedError
 
 __all__ = ["FitResult", "Restarts", "choose_restart", "last_values", "warn_about"]
 
@@ -179,14 +180,14 @@ def warn_about(result: FitResult, *, max_iter: int, stacklevel: int = 3) -> None
             f"{int(failed.sum())} of {failed.size} restarts stopped early because their "
             "parameters became non-finite or a covariance became singular; they were left "
             "out. Increase reg_covar or scale the data to avoid this.",
-            ConvergenceWarning,
+            errors.ConvergenceWarning,
             stacklevel=stacklevel,
         )
     if max_iter > 0 and not result.converged:
         warnings.warn(
             "Best performing initialization did not converge. Try different init parameters, "
             "or increase max_iter, tol, or check for degenerate data.",
-            ConvergenceWarning,
+            errors.ConvergenceWarning,
             stacklevel=stacklevel,
         )
     if result.counts is None:

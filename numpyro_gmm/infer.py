@@ -391,13 +391,6 @@ def _fit_conjugate(
         options=options,
         warn=True,
     )
-    found = fit.n_components
-    if found != mixture.n_components:
-        raise ValueError(
-            f"Gradient EM found {found} components where the model has "
-            f"{mixture.n_components}; fit a model with n_components={found}, or use "
-            "method='em' / 'biglearn_em' for a fixed number of components."
-        )
     fit = fit.replace(options={"m_step": "closed_form", **algorithm._options(), **fit.options})
     params = conjugate.to_sites(fit.params.weights, fit.params.means, fit.covariances)
     return MAPResult.from_fit(mixture, params, fit)

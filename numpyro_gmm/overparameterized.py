@@ -12,6 +12,11 @@ components either lose their weight or sit on a true mean next to others. The me
 how many components it finds (``m'``): when ``m' < m`` some true component was never reached
 (or two true means lie within the merge radius); when ``m' > m`` two fitted components of one
 true component stayed farther apart than the radius (or a cluster really is two).
+
+A model with ``m`` components has ``m`` components by definition, so the pipeline then lands
+on ``m`` with :func:`to_n_components` (greedy moment-matched merges of the closest pair in
+Runnalls' KL bound while ``m' > m``, moment-preserving splits of the widest component along
+its principal axis while ``m' < m``) before the polish, and reports ``m'`` as found.
 """
 
 import math
@@ -29,6 +34,7 @@ __all__ = [
     "MergeReport",
     "default_n_components",
     "prune_and_merge",
+    "to_n_components",
 ]
 
 DEFAULT_MERGE_SCALE: float = 2.5
@@ -102,6 +108,87 @@ class MergeReport:
         for index, group in enumerate(self.groups):
             lines.append(f"  component {index} <- {group}")
         return "\n".join(lines)
+
+
+def _moment_match(weights, means, full) -> tuple[float, np.ndarray, np.ndarray]:
+    """Weight, mean and covariance of a sub-mixture (its first two moments)."""
+    total = weights.sum()
+    mean = weights @ means / total
+    offsets = means - mean
+    spread = np.einsum("k,kd,ke->de", weights, offsets, offsets)
+    return total, mean, (np.einsum("k,kde->de", weights, full) + spread) / total
+
+
+def _from_full(full: np.ndarray, covariance_type: CovarianceType, tied: np.ndarray) -> np.ndarray:
+    """Full ``(K, D, D)`` covariances as ``covariance_type`` stores them (``tied`` keeps the
+    shared matrix: it cannot hold a per-component spread)."""
+    d = full.shape[-1]
+    return dispatch(
+        covariance_type,
+        {
+            "full": lambda: full,
+            "tied": lambda: tied.copy(),
+            "diag": lambda: np.diagonal(full, axis1=-2, axis2=-1).copy(),
+            "spherical": lambda: np.trace(full, axis1=-2, axis2=-1) / d,
+        },
+    )()
+
+
+def _merge_cost(weights, means, full, i: int, j: int) -> float:
+    """Runnalls' upper bound on the KL divergence that merging components i and j costs:
+    ``((w_i + w_j) log|S_ij| - w_i log|S_i| - w_j log|S_j|) / 2``."""
+    pair = [i, j]
+    total, _, merged = _moment_match(weights[pair], means[pair], full[pair])
+    log_det = [np.linalg.slogdet(m)[1] for m in (merged, full[i], full[j])]
+    return 0.5 * (total * log_det[0] - weights[i] * log_det[1] - weights[j] * log_det[2])
+
+
+def to_n_components(
+    weights, means, covariances, covariance_type: CovarianceType, n_components: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Merge or split components until there are ``n_components`` of them.
+
+    While there are too many, the pair whose moment-matched merge has the smallest Runnalls
+    cost (an upper bound on the KL divergence it adds) is merged. While there are too few,
+    the component with the largest ``w_k lambda_k`` (weight times its largest covariance
+    eigenvalue) is split along that eigenvector ``v``: two halves of its weight with means
+    ``mu +- sqrt(lambda) v / 2`` and covariance ``Sigma - lambda v v^T / 4``, which keeps
+    its first two moments. EM (the polish) then refits them.
+
+    Returns
+    -------
+    weights, means, covariances, changes
+        The adjusted mixture (covariances shaped per ``covariance_type``) and one line per
+        merge or split, for the report.
+    """
+    weights = np.asarray(weights, float).copy()
+    means = np.asarray(means, float).copy()
+    tied = np.asarray(covariances, float)
+    n, d = means.shape
+    full = np.asarray(expand_to_full(tied, covariance_type, n, d), float).copy()
+    changes: list[str] = []
+    while weights.size > n_components:
+        pairs = [(i, j) for i in range(weights.size) for j in range(i + 1, weights.size)]
+        i, j = min(pairs, key=lambda pair: _merge_cost(weights, means, full, *pair))
+        w, mu, sigma = _moment_match(weights[[i, j]], means[[i, j]], full[[i, j]])
+        changes.append(f"merged components {i} and {j}")
+        keep = np.setdiff1d(np.arange(weights.size), [j])
+        weights[i], means[i], full[i] = w, mu, sigma
+        weights, means, full = weights[keep], means[keep], full[keep]
+    while weights.size < n_components:
+        eigenvalues, eigenvectors = np.linalg.eigh(full)
+        k = int(np.argmax(weights * eigenvalues[:, -1]))
+        lam, v = eigenvalues[k, -1], eigenvectors[k, :, -1]
+        offset = 0.5 * np.sqrt(max(lam, 0.0)) * v
+        child = full[k] - 0.25 * lam * np.outer(v, v)
+        changes.append(f"split component {k} along its principal axis")
+        weights = np.append(weights, weights[k] / 2)
+        weights[k] /= 2
+        means = np.vstack([means, means[k] + offset])
+        means[k] = means[k] - offset
+        full = np.concatenate([full, child[None]])
+        full[k] = child
+    return weights, means, _from_full(full, covariance_type, tied), changes
 
 
 def _component_scales(covariances_full: np.ndarray) -> np.ndarray:
@@ -223,26 +310,13 @@ def prune_and_merge(
     assignment = np.full(n, -1)
     for new_index, g in enumerate(order):
         members = kept[labels == g]
-        w = weights[members]
-        total = w.sum()
-        mean = w @ means[members] / total
-        offsets = means[members] - mean
-        spread = np.einsum("k,kd,ke->de", w, offsets, offsets)
-        out_weights[new_index] = total
-        out_means[new_index] = mean
-        out_full[new_index] = (np.einsum("k,kde->de", w, full[members]) + spread) / total
+        out_weights[new_index], out_means[new_index], out_full[new_index] = _moment_match(
+            weights[members], means[members], full[members]
+        )
         groups.append(sorted(members.tolist()))
         assignment[members] = new_index
     out_weights /= out_weights.sum()
-    out_covariances = dispatch(
-        covariance_type,
-        {
-            "full": lambda: out_full,
-            "tied": lambda: np.asarray(covariances, float).copy(),
-            "diag": lambda: np.diagonal(out_full, axis1=-2, axis2=-1).copy(),
-            "spherical": lambda: np.trace(out_full, axis1=-2, axis2=-1) / d,
-        },
-    )()
+    out_covariances = _from_full(out_full, covariance_type, np.asarray(covariances, float))
     report = MergeReport(
         n_components_found=n_groups,
         groups=groups,

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from numpyro_gmm.errors import ConvergenceWarning, EmptyComponentWarning
+from numpyro_gmm.errors import FitWarning
 from numpyro_gmm.fit_result import FitResult, warn_about
 from numpyro_gmm.fitting import InitialValues, as_rng_key, fit_gaussian_mixture, log_joint
 from numpyro_gmm.kernels import biglearn_em, get_kernel
@@ -63,7 +63,7 @@ from numpyro_gmm.mixture.affine import (
 from numpyro_gmm.mixture.covariance import check_covariance_type, dispatch
 from numpyro_gmm.mixture.params import GMMParams, precisions_cholesky_from_covariances
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
-from numpyro_gmm.overparameterized import default_n_components, prune_and_merge
+from numpyro_gmm.overparameterized import default_n_components, prune_and_merge, to_n_components
 
 __all__ = ["DEFAULTS", "METHODS", "RECIPES", "Job", "fit_mixture", "method_options"]
 
@@ -286,8 +286,10 @@ def over_parameterize(job: Job, options: dict, run_next) -> FitResult:
     The exploration is maximum likelihood (the setting of the theory) from ``n`` random data
     points; surplus components are expected to empty out, and the phase runs all
     ``max_iter`` steps (surplus components keep moving after the objective settles). The
-    merged ``m'`` components are polished by (MAP-)EM under ``job.prior`` (fixed covariances
-    when ``learn_covariance=False``: EM for weights and means, the theory's model).
+    ``m'`` components found are merged or split to the model's ``m``
+    (:func:`~numpyro_gmm.overparameterized.to_n_components`; ``extras`` keeps ``m'`` and what
+    was done) and polished by (MAP-)EM under ``job.prior`` (fixed covariances when
+    ``learn_covariance=False``: EM for weights and means, the theory's model).
     """
     settings = {**_GRADIENT_DEFAULTS}
     settings.update({name: options.pop(name) for name in list(options) if name in settings})
@@ -343,6 +345,10 @@ def over_parameterize(job: Job, options: dict, run_next) -> FitResult:
             linkage=settings["linkage"],
         )
         found = report.n_components_found
+        # The model has m components: merge or split the m' found down or up to m.
+        weights, means, covariances, adjustments = to_n_components(
+            weights, means, covariances, job.covariance_type, m
+        )
         if learn_covariance:
             precisions = np.asarray(
                 precisions_cholesky_from_covariances(
@@ -350,30 +356,24 @@ def over_parameterize(job: Job, options: dict, run_next) -> FitResult:
                 )
             )
         else:
-            precisions = _fixed_precisions(
-                job.covariance_type, found, n_features, variance, host.dtype
-            )
+            precisions = _fixed_precisions(job.covariance_type, m, n_features, variance, host.dtype)
         merged = GMMParams(weights.astype(host.dtype), means.astype(host.dtype), precisions)
         extras = {
             "n_components_fit": n,
             "n_components_found": found,
             "merge_report": report,
+            "adjustments": adjustments,
             "merged_params": merged,
             "exploration": gradient_fit,
         }
-    found = int(np.shape(merged.weights)[0])
     if learn_covariance:
         kernel, kernel_options = "em", {}
     else:
         kernel, kernel_options = "gradient_em", {"mean_update": "em", "step_size": 1.0}
     polish = job.with_(
-        n_components=found,
         num_restarts=1,
         initial=InitialValues(*merged),
         max_iter=int(settings["polish_iter"]),
-        # A prior is written for n_components components: with another number found, the
-        # polish is maximum likelihood (and a model with K components cannot hold the fit).
-        prior=job.prior if found == job.n_components else None,
     )
     result = _engine(polish, kernel, kernel_options)
     exploration = extras.get("exploration")
@@ -562,8 +562,7 @@ def fit_mixture(
             )
     with warnings.catch_warnings():
         # Stages report once, at the end, on the fit they return.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", EmptyComponentWarning)
+        warnings.simplefilter("ignore", FitWarning)
         result = _run_chain(RECIPES[method], job, options)
     result = result.replace(method=method, options={**known, **options} if known else options)
     if warn:

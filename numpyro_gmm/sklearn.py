@@ -114,10 +114,11 @@ class GaussianMixture(*_ESTIMATOR_BASES):
     verbose_interval : int, default=10
     method : {"em", "biglearn_em", "gradient_em"}, default="em"
         Training algorithm (see :mod:`numpyro_gmm.pipeline`). ``"gradient_em"`` fits
-        ``ceil(3 m ln m)`` components and merges them back, so it may find ``m' != m``
-        components (``n_components_found_``). Its covariances are learned by default
-        (``method_options={"learn_covariance": False}`` keeps them at the identity, the
-        setting of its theory, which depends on the data's units).
+        ``ceil(3 m ln m)`` components, prunes and merges them to the ``m'`` it finds
+        (``n_components_found_``), then merges or splits those to ``n_components``. Its
+        covariances are learned by default (``method_options={"learn_covariance": False}``
+        keeps them at the identity, the setting of its theory, which depends on the data's
+        units).
     method_options : dict, optional
         Options of the method (e.g. BigLearn-EM's ``p_joint``, ``weight_smoothing``,
         ``eigenvalue_floor``, ``polish_iter``; gradient EM's ``step_size``,
@@ -151,9 +152,11 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         Names of the features seen in ``fit`` (string column names of a DataFrame, or the
         last coordinate of a DataArray); not set otherwise.
     n_components_found_ : int
-        Number of fitted components (``n_components`` except after gradient EM's merging).
+        Components the method found before landing on ``n_components`` (gradient EM's
+        prune-and-merge; ``n_components`` for the other methods).
     method_results_ : dict
-        Method-specific results (gradient EM: ``merge_report``, ``n_components_fit``).
+        Method-specific results (gradient EM: ``merge_report``, ``n_components_fit``,
+        ``adjustments``, the merges or splits from the ``m'`` found to ``n_components``).
     fit_result_ : FitResult
         Everything the fit produced (every restart's objective, n_iter, converged and failed
         flags, the chosen restart, traces); :meth:`to_datatree` writes it.
@@ -346,7 +349,7 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         self.objective_ = result.objective
         self.restart_objectives_ = result.restarts.objective
         self.method_results_ = result.extras
-        self.n_components_found_ = result.n_components
+        self.n_components_found_ = int(result.extras.get("n_components_found", result.n_components))
         self.fit_result_ = result
 
     def fit_predict(self, X, y=None) -> np.ndarray:

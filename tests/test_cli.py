@@ -175,10 +175,18 @@ def test_csv_input_drops_non_numeric_columns_with_note(tmp_path, capsys):
     assert rc == 0, stderr
     with xr.open_datatree(out) as dt:
         assert list(dt["posterior"]["feature"].values) == ["eruptions", "waiting"]
-        # the CSV's values, in the working precision of the fit (float32 without --x64)
+        # the CSV's values, in the precision of the fit (float64 unless --float32)
         obs = dt["observed_data"]["obs"].values
-        assert obs.dtype == np.float32
-        np.testing.assert_array_equal(obs, x.astype(np.float32))
+        assert obs.dtype == np.float64
+        np.testing.assert_array_equal(obs, x)
+    rc, _, stderr = _run(
+        ["fit", data, "--columns", "eruptions,waiting", *FAST, "--float32", "--out", str(out)]
+        + ["--no-plot", "--quiet"],
+        capsys,
+    )
+    assert rc == 0, stderr
+    with xr.open_datatree(out) as dt:
+        assert dt["observed_data"]["obs"].values.dtype == np.float32
     # Without --columns: every numeric column (here also "id"), the text column dropped.
     rc, _, stderr = _run(["fit", data, *FAST, "--out", str(out), "--no-plot", "--quiet"], capsys)
     assert rc == 0, stderr

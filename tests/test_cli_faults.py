@@ -81,7 +81,7 @@ class _StubMixture(GaussianMixture):
     """
 
     def fit(self, X, y=None):
-        x = self._prepare(X)
+        x = self._prepare(X, reset=True)
         k, d = self.n_components, x.shape[1]
         params = GMMParams(np.full(k, 1.0 / k), x[:k].copy(), np.eye(d)[None].repeat(k, 0))
         result = FitResult(
@@ -94,7 +94,7 @@ class _StubMixture(GaussianMixture):
             covariances=np.eye(d)[None].repeat(k, 0),
             n_samples=len(x),
         )
-        self._store(result, d)
+        self._store(result)
         return self
 
 

@@ -297,3 +297,31 @@ def test_gradient_em_method_rejects_bad_input():
     # fit_mixture takes validated data: the entry points that validate reject NaN.
     with pytest.raises(ValueError, match="NaN"):
         GaussianMixture(2, method="gradient_em").fit(np.full((20, 2), np.nan))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_to_n_components_merges_the_closest_pair_and_splits_the_widest(covariance_type):
+    from numpyro_gmm.mixture.covariance import covariance_shape
+    from numpyro_gmm.overparameterized import to_n_components
+
+    weights = np.array([0.3, 0.3, 0.4])
+    means = np.array([[0.0, 0.0], [0.5, 0.0], [10.0, 0.0]])
+    shape = covariance_shape(covariance_type, 3, 2)
+    full = np.eye(2)[None].repeat(3, 0)
+    covariances = {
+        "full": full,
+        "tied": np.eye(2),
+        "diag": np.ones((3, 2)),
+        "spherical": np.ones(3),
+    }[covariance_type]
+    assert covariances.shape == shape
+    w, m, c, changes = to_n_components(weights, means, covariances, covariance_type, 2)
+    assert changes == ["merged components 0 and 1"]
+    np.testing.assert_allclose(w, [0.6, 0.4])
+    np.testing.assert_allclose(m, [[0.25, 0.0], [10.0, 0.0]])
+    assert c.shape == covariance_shape(covariance_type, 2, 2)
+    # Splitting keeps the first two moments of the split component.
+    w4, m4, c4, changes = to_n_components(weights, means, covariances, covariance_type, 4)
+    assert len(changes) == 1 and w4.shape == (4,) and np.isclose(w4.sum(), 1.0)
+    assert c4.shape == covariance_shape(covariance_type, 4, 2)
+    np.testing.assert_allclose(w4 @ m4, weights @ means)

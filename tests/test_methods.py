@@ -117,10 +117,24 @@ def test_conjugate_only_methods_explain_what_they_need(data):
             MAP(kernel(lognormal_model), num_restarts=1).run(0, data)
 
 
-def test_gradient_em_reports_a_different_number_of_components(data):
-    model = ngm.models.gaussian_mixture(6, "spherical")
-    with pytest.raises(ValueError, match="Gradient EM found 4 components where the model has 6"):
-        quietly(ngm.fit, model, data, method="gradient_em", num_restarts=1, max_iter=300)
+@pytest.mark.parametrize("n_components", [2, 6])
+def test_gradient_em_returns_the_models_number_of_components(data, n_components):
+    # The data have 4 clusters: the exploration finds 4, which are merged down to 2 or split
+    # up to 6; the result has the model's number of components and reports what was found.
+    model = ngm.models.gaussian_mixture(n_components, "spherical")
+    result = quietly(ngm.fit, model, data, method="gradient_em", num_restarts=1, max_iter=300)
+    assert result.params["weights"].shape == (n_components,)
+    assert result.params["locs"].shape == (n_components, 2)
+    found = result.fit.extras["n_components_found"]
+    assert found != n_components  # the exploration's own count, then merged or split
+    assert len(result.fit.extras["adjustments"]) == abs(n_components - found)
+    assert np.isfinite(result.objective)
+    gm = quietly(
+        ngm.GaussianMixture(n_components, method="gradient_em", max_iter=300, random_state=0).fit,
+        data,
+    )
+    assert gm.weights_.shape == (n_components,)
+    assert len(gm.method_results_["adjustments"]) == abs(n_components - gm.n_components_found_)
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])

@@ -49,13 +49,15 @@ model = ngm.models.gaussian_mixture(K, "full")
 prior = match_conjugate(read_model(model, x)).prior
 rows = []
 
-def row(method, entry, group, weights, means, covariances, objective, best, tree=None):
+def row(method, entry, group, weights, means, covariances, objective, best, tree=None,
+        restarts=()):
     order = np.lexsort(np.asarray(means).T[::-1])
     rows.append({"method": method, "entry": entry, "group": group,
                  "weights": np.asarray(weights)[order].tolist(),
                  "means": np.asarray(means)[order].tolist(),
                  "covariances": np.asarray(covariances)[order].tolist(),
                  "objective": float(objective), "best": int(best),
+                 "restart_objectives": [float(v) for v in restarts],
                  "tree": None if tree is None else
                      {name: sorted(tree[name].data_vars) for name in tree.children}})
 
@@ -66,7 +68,8 @@ def facade(method, group, devices=None, **extra):
                              **SETTINGS[method], **extra).fit(x)
     tree = gm.to_datatree(x)
     row(method, "facade" if devices is None else "devices=8", group, gm.weights_, gm.means_,
-        gm.covariances_, gm.objective_, gm.fit_result_.best_restart, tree)
+        gm.covariances_, gm.objective_, gm.fit_result_.best_restart, tree,
+        gm.restart_objectives_)
     return gm
 
 for method in ("em", "biglearn_em", "gradient_em"):
@@ -77,7 +80,7 @@ for method in ("em", "biglearn_em", "gradient_em"):
                      init_params="k-means++", **SETTINGS[method])
     row(method, "ngm.fit", "map", result.params["weights"], result.params["locs"],
         result.params["covariances"], result.objective, result.best_restart,
-        result.to_datatree())
+        result.to_datatree(), result.fit.restarts.objective)
     with tempfile.TemporaryDirectory() as tmp:
         csv = os.path.join(tmp, "x.csv")
         np.savetxt(csv, x, delimiter=",", header="a,b", comments="")
@@ -93,7 +96,7 @@ for method in ("em", "biglearn_em", "gradient_em"):
         post = tree["posterior"]
         row(method, "cli", "ml", post["weights"].values[0, 0], post["locs"].values[0, 0],
             post["covariances"].values[0, 0], float(tree["sample_stats"]["lp"].values[0, 0]),
-            tree.attrs["best_restart"], tree)
+            tree.attrs["best_restart"], tree, tree["restarts"]["objective"].values)
 
 # Streaming (exact out-of-core EM) runs method="em" from given initial values: the other
 # entry points get the same values.
@@ -151,10 +154,21 @@ def test_every_entry_point_gives_the_same_fit(table):
         reference = rows[0]
         for other in rows[1:]:
             where = f"{key}: {reference['entry']} vs {other['entry']}"
-            assert other["best"] == reference["best"], where
+            # The facade ranks restarts as scikit-learn does (lower bound entering the last
+            # iteration), the others by the final log joint: they agree up to ties, restarts
+            # that reached the same optimum (the parameters are compared below).
+            # Restarts that tie stop at points of the same optimum within tol (1e-10 per
+            # point), which on a flat optimum differ by ~1e-6 in the parameters.
+            rtol = 1e-6
+            if other["best"] != reference["best"]:
+                objectives = other["restart_objectives"]
+                assert objectives[other["best"]] == pytest.approx(
+                    objectives[reference["best"]], rel=1e-9
+                ), where
+                rtol = 1e-4
             for name in ("weights", "means", "covariances"):
                 np.testing.assert_allclose(
-                    other[name], reference[name], rtol=1e-6, atol=1e-8, err_msg=where
+                    other[name], reference[name], rtol=rtol, atol=1e-8, err_msg=where
                 )
             # Streaming reports the log joint entering its last pass (tol=1e-10 per point).
             assert other["objective"] == pytest.approx(reference["objective"], rel=1e-8), where

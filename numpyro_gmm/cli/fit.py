@@ -78,6 +78,8 @@ def run_fit(args: argparse.Namespace) -> int:
     check_output_paths(out_path, plot_path)
 
     x, names, source = load_data(args.data, args.example, args.columns, note)
+    if getattr(args, "float32", False):  # the class computes in the precision of its input
+        x = x.astype(np.float32)
     n, d = x.shape
     if n < args.components:
         raise CLIError(
@@ -133,12 +135,11 @@ def run_fit(args: argparse.Namespace) -> int:
         _report_warnings(caught)
 
         weights = np.asarray(gm.weights_, dtype=np.float64)
-        # Gradient EM prunes and merges: it may return another number of components.
         n_found = weights.shape[0]
-        if n_found != args.components:
+        if gm.n_components_found_ != args.components:
             print(
-                f"{PROG}: warning: method {args.method} found {n_found} components where "
-                f"{args.components} were asked for; the output has {n_found}",
+                f"{PROG}: note: method {args.method} found {gm.n_components_found_} components "
+                f"before landing on the {args.components} asked for",
                 file=sys.stderr,
                 flush=True,
             )

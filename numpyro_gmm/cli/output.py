@@ -62,6 +62,7 @@ def datatree_attrs(args: argparse.Namespace, source: str) -> dict[str, Any]:
         "reg_covar": args.reg_covar,
         "random_state": args.random_state,
         "x64": bool(args.x64),
+        "float32": bool(getattr(args, "float32", False)),
         "command": " ".join([PROG, "fit", *_argv_for_attrs(args)]),
     }
 
@@ -89,6 +90,8 @@ def _argv_for_attrs(args: argparse.Namespace) -> list[str]:
     ]  # fmt: skip
     if args.x64:
         words.append("--x64")
+    if getattr(args, "float32", False):
+        words.append("--float32")
     return words
 
 

@@ -235,10 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SEED",
         help="random seed (default: 0)",
     )
-    fit.add_argument(
+    precision = fit.add_mutually_exclusive_group()
+    precision.add_argument(
         "--x64",
         action="store_true",
-        help="compute in float64 (enables jax_enable_x64; default: off, float32)",
+        help="compute in float64 (the default, as the class does for float64 data)",
+    )
+    precision.add_argument(
+        "--float32",
+        action="store_true",
+        help="compute in float32: faster, less precise (default: float64)",
     )
     fit.add_argument(
         "--out",
