@@ -138,6 +138,8 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         ``precisions_cholesky_`` is upper-triangular with ``precision = U U^T``.
     converged_ : bool
     n_iter_ : int
+        Iterations of the chosen restart (for gradient EM and BigLearn-EM, the method's own
+        steps plus those of its polish, so it can exceed ``max_iter``).
     lower_bound_ : float
         Per-sample log joint of the parameters entering the last iteration of the best
         restart.

@@ -139,3 +139,50 @@ def test_precisions_init_from_our_own_init_changes_nothing(covariance_type):
     default = GaussianMixture(2, **common).fit(x)
     assert given.n_iter_ == default.n_iter_
     np.testing.assert_allclose(given.precisions_cholesky_, default.precisions_cholesky_)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter=5
+@pytest.mark.filterwarnings("ignore::numpyro_gmm.EmptyComponentWarning")
+def test_model_selection_tools_give_scikit_learns_numbers(x64):
+    """Pipeline, cross_val_score, GridSearchCV, clone and pickle, from the same initial
+    parameters as scikit-learn's GaussianMixture: the same scores (float64)."""
+    import pickle
+
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(3)
+    centres = np.array([[0.0, 0.0, 0.0], [4.0, 0.0, 1.0], [0.0, 5.0, -1.0]])
+    x = np.concatenate([c + rng.normal(size=(100, 3)) for c in centres])
+    start = {
+        "weights_init": np.full(3, 1 / 3),
+        "means_init": np.array([[-1.0, -0.5, 0.0], [1.0, -0.5, 0.5], [-0.5, 1.0, -0.5]]),
+        "precisions_init": np.eye(3)[None].repeat(3, 0),
+        "tol": 1e-8,
+        "max_iter": 500,
+    }
+    ours = make_pipeline(StandardScaler(), GaussianMixture(3, **start))
+    theirs = make_pipeline(StandardScaler(), SkGaussianMixture(3, **start))
+    np.testing.assert_allclose(
+        cross_val_score(ours, x, cv=5), cross_val_score(theirs, x, cv=5), rtol=1e-9
+    )
+    grid = {"gaussianmixture__reg_covar": [1e-6, 1e-2], "gaussianmixture__max_iter": [5, 500]}
+    searches = [
+        GridSearchCV(make_pipeline(StandardScaler(), cls(3, **start)), grid, cv=3).fit(x)
+        for cls in (GaussianMixture, SkGaussianMixture)
+    ]
+    assert searches[0].best_params_ == searches[1].best_params_
+    np.testing.assert_allclose(
+        searches[0].cv_results_["mean_test_score"],
+        searches[1].cv_results_["mean_test_score"],
+        rtol=1e-9,
+    )
+    fitted = GaussianMixture(3, **start).fit(x)
+    copy = clone(fitted)
+    np.testing.assert_array_equal(copy.get_params()["means_init"], start["means_init"])
+    assert not hasattr(copy, "means_")
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.predict(x), fitted.predict(x))
+    np.testing.assert_array_equal(restored.score_samples(x), fitted.score_samples(x))
