@@ -63,7 +63,11 @@ def test_bad_options(options, message):
     ("options", "message"),
     [
         ({"weights_init": [0.2, 0.2]}, "should be normalized"),
-        ({"weights_init": [1.5, -0.5]}, r"range \[0, 1\]"),
+        ({"weights_init": [1.5, -0.5]}, r"range \[0, 1\], but got min value -0.50000, max value 1.50000"),
+        (
+            {"weights_init": [[0.5], [0.5]]},
+            r"'weights' should have the shape of \(2,\), but got \(2, 1\)",
+        ),
         ({"weights_init": [1.0]}, "should have the shape"),
         ({"means_init": np.zeros((3, 2))}, "should have the shape"),
         ({"precisions_init": -np.eye(2)[None].repeat(2, 0)}, "symmetric, positive-definite"),
@@ -127,3 +131,10 @@ def test_object_arrays_of_numbers_fit_like_float_arrays():
     as_float = GaussianMixture(2, random_state=0).fit(x)
     as_object = GaussianMixture(2, random_state=0).fit(x.astype(object))
     np.testing.assert_array_equal(as_object.means_, as_float.means_)
+
+
+def test_predict_refuses_reordered_columns():
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    gm = GaussianMixture(2, random_state=0).fit(frame)
+    with pytest.raises(ValueError, match="same order as they were in fit"):
+        gm.predict(frame[["b", "a"]])
