@@ -15,6 +15,7 @@ from helpers import run_benchmark_smoke
         ("repro_biglearn_grid.py", "test KL"),
         ("repro_biglearn_pendigits.py", "NMI"),
         ("bench_biglearn_speed.py", "ratio to EM"),
+        ("bench_workflows.py", "bic_small"),
     ],
 )
 def test_benchmark_smoke_size_runs(script, header, tmp_path):

@@ -63,7 +63,10 @@ def test_bad_options(options, message):
     ("options", "message"),
     [
         ({"weights_init": [0.2, 0.2]}, "should be normalized"),
-        ({"weights_init": [1.5, -0.5]}, r"range \[0, 1\], but got min value -0.50000, max value 1.50000"),
+        (
+            {"weights_init": [1.5, -0.5]},
+            r"range \[0, 1\], but got min value -0.50000, max value 1.50000",
+        ),
         (
             {"weights_init": [[0.5], [0.5]]},
             r"'weights' should have the shape of \(2,\), but got \(2, 1\)",
