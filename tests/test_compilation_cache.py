@@ -1,4 +1,4 @@
-"""The persistent compilation cache: on by default, moved or turned off by the environment."""
+"""The persistent compilation cache: off by default, turned on or moved by the environment."""
 
 import json
 import os
@@ -43,10 +43,14 @@ def test_a_second_process_reuses_the_first_ones_programs(tmp_path):
     assert _entries(cache) == written  # every program came from the cache
 
 
-def test_the_cache_can_be_turned_off_and_a_users_choice_is_kept(tmp_path):
-    off = _run({ENV_VAR: "0", "XDG_CACHE_HOME": str(tmp_path / "xdg")})
-    assert off["dir"] is None
-    assert not (tmp_path / "xdg").exists()
+def test_the_cache_is_off_by_default_and_a_users_choice_is_kept(tmp_path):
+    xdg = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    for setting in ({}, {ENV_VAR: "0"}):
+        off = _run({**xdg, **setting})
+        assert off["dir"] is None
+        assert not (tmp_path / "xdg").exists()
+    on = _run({**xdg, ENV_VAR: "1"})
+    assert on["dir"] == str(tmp_path / "xdg" / "numpyro_gmm" / "jax")
     mine = tmp_path / "mine"
     kept = _run({"JAX_COMPILATION_CACHE_DIR": str(mine)})
     assert kept["dir"] == str(mine)
