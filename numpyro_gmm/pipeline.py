@@ -64,6 +64,7 @@ from numpyro_gmm.mixture.covariance import check_covariance_type, dispatch
 from numpyro_gmm.mixture.params import GMMParams, precisions_cholesky_from_covariances
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
 from numpyro_gmm.overparameterized import default_n_components, prune_and_merge, to_n_components
+from numpyro_gmm.program_cache import release_compiled_programs_if_crowded
 
 __all__ = ["DEFAULTS", "METHODS", "RECIPES", "Job", "fit_mixture", "method_options"]
 
@@ -527,6 +528,7 @@ def fit_mixture(
         raise ValueError(
             f"restart_rule must be 'objective' or 'lower_bound', got {restart_rule!r}."
         )
+    release_compiled_programs_if_crowded()
     job = Job(
         x=x,
         n_components=int(n_components),

@@ -50,3 +50,28 @@ class ProgramCache:
         if len(self._programs) > self.maxsize:
             self._programs.popitem(last=False)
         return program
+
+
+# Each XLA:CPU executable holds about 80 memory mappings while JAX caches it; a process that
+# compiles a few hundred distinct shapes (a long sweep over N and K) would reach Linux's
+# vm.max_map_count (65530 by default) and crash inside LLVM. Above this many mappings, JAX's
+# caches are dropped before the next fit (costing only recompilation).
+_MAX_MEMORY_MAPS = 40000
+
+
+def release_compiled_programs_if_crowded() -> bool:
+    """Clear JAX's compiled-program caches when the process holds many memory mappings.
+
+    Returns whether they were cleared. A no-op where ``/proc/self/maps`` does not exist.
+    """
+    try:
+        with open("/proc/self/maps") as maps:
+            count = sum(1 for _ in maps)
+    except OSError:
+        return False
+    if count <= _MAX_MEMORY_MAPS:
+        return False
+    import jax
+
+    jax.clear_caches()
+    return True

@@ -37,3 +37,24 @@ def blobs():
     return make_mixture_data(
         np.random.default_rng(0), n_samples=400, n_features=3, n_components=4, separation=6.0
     )
+
+
+def _memory_maps() -> int:
+    try:
+        with open("/proc/self/maps") as maps:
+            return sum(1 for _ in maps)
+    except OSError:  # not Linux
+        return 0
+
+
+@pytest.fixture(autouse=True)
+def _bounded_compiled_programs():
+    """Drop JAX's compiled programs when the process holds many memory mappings.
+
+    Each XLA:CPU executable keeps about 80 mappings until JAX's caches drop it; a test worker
+    that compiles thousands of programs would reach the kernel's vm.max_map_count (65530) and
+    die with a segmentation fault inside LLVM. Clearing costs only recompilation.
+    """
+    yield
+    if _memory_maps() > 20000:
+        jax.clear_caches()

@@ -130,3 +130,17 @@ def test_unknown_covariance_type_is_refused_everywhere():
     for call in calls:
         with pytest.raises(ValueError, match="Unknown covariance_type 'ful'.*'full'"):
             call()
+
+
+def test_compiled_programs_are_released_when_the_process_holds_many_mappings(monkeypatch):
+    import jax
+
+    from numpyro_gmm import program_cache
+
+    square = jax.jit(lambda v: v * v)
+    square(1.0)
+    assert square._cache_size() == 1
+    assert not program_cache.release_compiled_programs_if_crowded()  # far below the limit
+    monkeypatch.setattr(program_cache, "_MAX_MEMORY_MAPS", 0)
+    assert program_cache.release_compiled_programs_if_crowded()
+    assert square._cache_size() == 0
