@@ -16,13 +16,18 @@ numpyro_gmm``:
 :func:`configure_compilation_cache` does the same in a running process (before its first
 compilation).
 
-It is not on by default: with one cache shared by several processes, two of them died with a
+It is not on by default yet: in one of our test runs two long-lived processes died with a
 segmentation fault inside XLA's CPU executable deserialization
-(``jax._src.compilation_cache.get_executable_and_time``) in one of our test runs (JAX 0.12),
-and a crash is worse than a slow first call. The cache is JAX's own: entries are keyed by the
-program, the JAX and XLA versions and the device; a size limit (2 GiB by default, least
-recently used entries evicted) makes JAX lock the directory with ``filelock``. Like every JAX
-compilation cache it is trusted code: do not point it at a directory that others can write.
+(``jax._src.compilation_cache.get_executable_and_time``, JAX 0.12). The same runs later showed
+plain compilations crashing the same way once a process held more memory mappings than Linux
+allows (each compiled program holds about 80; see
+:func:`numpyro_gmm.program_cache.release_compiled_programs_if_crowded`), the likely cause of
+both; until that is confirmed, a crash is worse than a slow first call.
+
+The cache is JAX's own: entries are keyed by the program, the JAX and XLA versions and the
+device; a size limit (2 GiB by default, least recently used entries evicted) makes JAX lock
+the directory with ``filelock``. Like every JAX compilation cache it is trusted code: do not
+point it at a directory that others can write.
 """
 
 import os
