@@ -1,7 +1,7 @@
 """Reproduce the Pendigits clustering result of BigLearn-EM (ALGORITHMS.md section 4).
 
-Data: UCI Pendigits, ``/work/shared/data`` (``../shared/data`` from the repository root;
-7494 training and 3498 test rows, 16 features, 10 digit classes). Every feature is min-max
+Data: UCI Pendigits, shipped in ``benchmarks/data`` (provenance in its README; 7494 training
+and 3498 test rows, 16 features, 10 digit classes). Every feature is min-max
 scaled to [0, 1] as in the reference code, which fits the scaler on the training set and,
 separately, on the test set (``MinMaxScaler().fit_transform`` on each) **(choice**: the
 specification only says "min-max scaled"). For these files both sets span exactly 0..100 in
@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 from harness import REPO_ROOT, ensure_importable, finish, script_parser
 
-DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+DATA_DIR = REPO_ROOT / "benchmarks" / "data"
 
 
 def load_pendigits(data_dir: Path = DATA_DIR):

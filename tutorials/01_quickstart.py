@@ -127,4 +127,4 @@ with tempfile.TemporaryDirectory() as folder:
 
 # %%
 if not SMOKE:
-    print("figures written to", FIGURES)
+    print("figures written to", FIGURES.relative_to(FIGURES.parents[1]))

@@ -162,4 +162,4 @@ for ax, (name, gm) in zip(axes, methods.items(), strict=True):
 fig.suptitle("25-component grid: true means (+), fitted components; red circles: bad groups")
 fig.savefig(FIGURES / "03_grid_methods.png", dpi=90)
 plt.close(fig)
-print("figures written to", FIGURES)
+print("figures written to", FIGURES.relative_to(FIGURES.parents[1]))

@@ -138,4 +138,4 @@ plt.close(fig)
 # * x64: `jax.config.update("jax_enable_x64", True)` before fitting, as everywhere in JAX.
 
 # %%
-print("figures written to", FIGURES)
+print("figures written to", FIGURES.relative_to(FIGURES.parents[1]))
