@@ -38,48 +38,32 @@ class RegularizationWarning(UserWarning):
     variances of some feature."""
 
 
-def _sklearn_exceptions():
-    if importlib.util.find_spec("sklearn") is None:
-        return None
-    import sklearn.exceptions
-
-    return sklearn.exceptions
-
-
-def _convergence_warning() -> type:
-    sklearn_exceptions = _sklearn_exceptions()
-    bases = (FitWarning,)
-    if sklearn_exceptions is not None:
-        bases = (sklearn_exceptions.ConvergenceWarning, FitWarning)
-    return type(
-        "ConvergenceWarning",
-        bases,
-        {
-            "__module__": __name__,
-            "__doc__": "The chosen restart stopped at ``max_iter`` before its objective "
-            "settled, or some restarts failed and were left out.",
-        },
-    )
+# name -> (bases beside scikit-learn's class of that name, bases without scikit-learn, doc)
+_LAZY = {
+    "ConvergenceWarning": (
+        (FitWarning,),
+        (FitWarning,),
+        "The chosen restart stopped at ``max_iter`` before its objective settled, or some "
+        "restarts failed and were left out.",
+    ),
+    "NotFittedError": ((), (ValueError, AttributeError), "An estimator is used before ``fit``."),
+}
 
 
-def _not_fitted_error() -> type:
-    sklearn_exceptions = _sklearn_exceptions()
-    bases = (ValueError, AttributeError)
-    if sklearn_exceptions is not None:
-        bases = (sklearn_exceptions.NotFittedError,)
-    return type(
-        "NotFittedError",
-        bases,
-        {"__module__": __name__, "__doc__": "An estimator is used before ``fit``."},
-    )
+def _create(name: str) -> type:
+    """The class ``name`` of :data:`_LAZY`, on scikit-learn's class when it is installed."""
+    extra_bases, standalone_bases, doc = _LAZY[name]
+    bases = standalone_bases
+    if importlib.util.find_spec("sklearn") is not None:
+        import sklearn.exceptions
 
-
-_LAZY = {"ConvergenceWarning": _convergence_warning, "NotFittedError": _not_fitted_error}
+        bases = (getattr(sklearn.exceptions, name), *extra_bases)
+    return type(name, bases, {"__module__": __name__, "__doc__": doc})
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        value = _LAZY[name]()
+        value = _create(name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -59,17 +59,19 @@ class ProgramCache:
 _MAX_MEMORY_MAPS = 40000
 
 
-def release_compiled_programs_if_crowded() -> bool:
-    """Clear JAX's compiled-program caches when the process holds many memory mappings.
+def release_compiled_programs_if_crowded(max_maps: int | None = None) -> bool:
+    """Clear JAX's compiled-program caches when the process holds more than ``max_maps``
+    memory mappings (default ``_MAX_MEMORY_MAPS``).
 
     Returns whether they were cleared. A no-op where ``/proc/self/maps`` does not exist.
     """
+    max_maps = _MAX_MEMORY_MAPS if max_maps is None else max_maps
     try:
         with open("/proc/self/maps") as maps:
             count = sum(1 for _ in maps)
     except OSError:
         return False
-    if count <= _MAX_MEMORY_MAPS:
+    if count <= max_maps:
         return False
     import jax
 

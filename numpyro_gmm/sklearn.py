@@ -38,7 +38,6 @@ from numpyro_gmm.parallel import data_mesh
 from numpyro_gmm.pipeline import DEFAULTS, METHODS, fit_mixture
 from numpyro_gmm.validation import (
     check_data,
-    check_float32_precision,
     check_initial_values,
     check_n_samples,
     check_options,
@@ -60,21 +59,6 @@ except ImportError:
     _ESTIMATOR_BASES = ()
 
 
-def _seed_from(random_state) -> int:
-    if random_state is None:
-        return int(np.random.default_rng().integers(2**31))
-    if isinstance(random_state, numbers.Integral):
-        return int(random_state)
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(2**31))
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(2**31))
-    raise ValueError(
-        f"random_state must be None, an int, or a numpy RandomState/Generator; got "
-        f"{random_state!r}."
-    )
-
-
 def _numpy_random_state(random_state) -> np.random.RandomState | np.random.Generator:
     """scikit-learn's ``check_random_state``, also accepting a numpy Generator."""
     if random_state is None:
@@ -87,6 +71,16 @@ def _numpy_random_state(random_state) -> np.random.RandomState | np.random.Gener
         f"random_state must be None, an int, or a numpy RandomState/Generator; got "
         f"{random_state!r}."
     )
+
+
+def _seed_from(random_state) -> int:
+    """An integer seed for JAX: the int itself, or one drawn from the numpy generator (which
+    advances it, as scikit-learn's estimators advance theirs)."""
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state)
+    rng = _numpy_random_state(random_state)
+    draw = rng.integers if isinstance(rng, np.random.Generator) else rng.randint
+    return int(draw(2**31))
 
 
 class GaussianMixture(*_ESTIMATOR_BASES):
@@ -256,9 +250,8 @@ class GaussianMixture(*_ESTIMATOR_BASES):
     def _prepare(self, X, *, reset: bool = False) -> np.ndarray:
         """``X`` checked as a float array (float32 kept, anything else float64); with
         ``reset`` its feature names and count are recorded, otherwise checked against fit's."""
+        # Computed in the input's own precision (precision_of), so nothing is lost to float32.
         x = check_data(X, check_precision=False)
-        if x.dtype == np.float32:
-            check_float32_precision(x)
         if _ESTIMATOR_BASES:  # scikit-learn's own checks and messages for feature names
             validate_data(self, X, reset=reset, skip_check_array=True)
         elif not reset and x.shape[1] != self.n_features_in_:

@@ -14,6 +14,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from numpyro_gmm.program_cache import release_compiled_programs_if_crowded  # noqa: E402
+
 from helpers import make_mixture_data  # noqa: E402
 
 
@@ -39,22 +41,14 @@ def blobs():
     )
 
 
-def _memory_maps() -> int:
-    try:
-        with open("/proc/self/maps") as maps:
-            return sum(1 for _ in maps)
-    except OSError:  # not Linux
-        return 0
-
-
 @pytest.fixture(autouse=True)
 def _bounded_compiled_programs():
-    """Drop JAX's compiled programs when the process holds many memory mappings.
+    """Drop JAX's compiled programs when the worker holds many memory mappings.
 
-    Each XLA:CPU executable keeps about 80 mappings until JAX's caches drop it; a test worker
-    that compiles thousands of programs would reach the kernel's vm.max_map_count (65530) and
-    die with a segmentation fault inside LLVM. Clearing costs only recompilation.
+    A test worker compiles thousands of programs; each holds about 80 mappings, and the
+    kernel's vm.max_map_count (65530) would end the worker with a segmentation fault inside
+    LLVM. The package's own guard (40000, checked before each fit) is kept lower here, where
+    fits run back to back.
     """
     yield
-    if _memory_maps() > 20000:
-        jax.clear_caches()
+    release_compiled_programs_if_crowded(max_maps=20000)

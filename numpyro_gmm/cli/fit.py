@@ -8,7 +8,6 @@ pipeline, :func:`numpyro_gmm.pipeline.fit_mixture`), and ``fit.nc`` is its
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import warnings
 from typing import Any
@@ -103,56 +102,49 @@ def run_fit(args: argparse.Namespace) -> int:
         f"to {n} rows x {d} columns from {source}"
     )
 
-    # --x64 holds for this fit only (a scoped setting: nothing leaks into a calling program).
-    precision = contextlib.nullcontext()
-    if args.x64:
-        import jax
-
-        precision = jax.enable_x64(True)
-    with precision:
-        estimator = _estimator_class()
-        gm = estimator(
-            n_components=args.components,
-            covariance_type=args.covariance_type,
-            tol=args.tol,
-            reg_covar=args.reg_covar,
-            max_iter=args.max_iter,
-            n_init=args.n_init,
-            init_params=args.init_params,
-            random_state=args.random_state,
-            verbose=0 if quiet else 1,
-            verbose_interval=10,
-            method=args.method,
-            method_options=dict(args.option) or None,
-        )
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                gm.fit(x)
-            except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
-                raise CLIError(f"the fit failed: {_first_line(err)}") from None
-            labels = np.asarray(gm.predict(x))
-        _report_warnings(caught)
-
-        weights = np.asarray(gm.weights_, dtype=np.float64)
-        n_found = weights.shape[0]
-        if gm.n_components_found_ != args.components:
-            print(
-                f"{PROG}: note: method {args.method} found {gm.n_components_found_} components "
-                f"before landing on the {args.components} asked for",
-                file=sys.stderr,
-                flush=True,
-            )
-        means = np.asarray(gm.means_, dtype=np.float64).reshape(n_found, d)
-        covariances = np.asarray(gm.covariances_, dtype=np.float64)
-        objective = float(gm.objective_)
+    estimator = _estimator_class()
+    gm = estimator(
+        n_components=args.components,
+        covariance_type=args.covariance_type,
+        tol=args.tol,
+        reg_covar=args.reg_covar,
+        max_iter=args.max_iter,
+        n_init=args.n_init,
+        init_params=args.init_params,
+        random_state=args.random_state,
+        verbose=0 if quiet else 1,
+        verbose_interval=10,
+        method=args.method,
+        method_options=dict(args.option) or None,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
-            # The one writer, in the precision of the fit (inside --x64).
-            dt = gm.to_datatree(x, feature_names=names, attrs=datatree_attrs(args, source))
-        except ValueError as err:
-            # The fitted parameters are checked before they are saved: a failed fit, not an
-            # internal error.
+            gm.fit(x)
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
             raise CLIError(f"the fit failed: {_first_line(err)}") from None
+        labels = np.asarray(gm.predict(x))
+    _report_warnings(caught)
+
+    weights = np.asarray(gm.weights_, dtype=np.float64)
+    n_found = weights.shape[0]
+    if gm.n_components_found_ != args.components:
+        print(
+            f"{PROG}: note: method {args.method} found {gm.n_components_found_} components "
+            f"before landing on the {args.components} asked for",
+            file=sys.stderr,
+            flush=True,
+        )
+    means = np.asarray(gm.means_, dtype=np.float64).reshape(n_found, d)
+    covariances = np.asarray(gm.covariances_, dtype=np.float64)
+    objective = float(gm.objective_)
+    try:
+        # The one writer, in the precision of the fit.
+        dt = gm.to_datatree(x, feature_names=names, attrs=datatree_attrs(args, source))
+    except ValueError as err:
+        # The fitted parameters are checked before they are saved: a failed fit, not an
+        # internal error.
+        raise CLIError(f"the fit failed: {_first_line(err)}") from None
 
     write_datatree(dt, out_path)
     progress(f"wrote {out_path}")
