@@ -10,6 +10,10 @@ Workflows:
   272 x 2 Old Faithful data.
 * ``bic_large``: the same sweep on 20000 x 8 synthetic data.
 * ``cv``: 5-fold ``cross_val_score`` over ``n_components`` in 1..6 on the Old Faithful data.
+* ``user_model``: the first ``ngm.fit`` of a NumPyro model a user writes (1-D, K = 3,
+  Dirichlet weights, Normal locations, LogNormal scales: not conjugate, so generalized EM),
+  300 rows, 8 restarts; the peer is NUTS (500 warm-up + 500 draws, one chain) on the same
+  model, also in a fresh process.
 
 Run ``.venv/bin/python benchmarks/bench_workflows.py --json benchmarks/results_workflows.json``;
 ``--smoke`` runs ``bic_small`` with K = 1..2 and two covariance types (for CI).
@@ -31,6 +35,30 @@ import sys, warnings
 import numpy as np
 warnings.simplefilter("ignore")
 library, workflow, smoke = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+if workflow == "user_model":
+    import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+
+    def model(y):
+        weights = numpyro.sample("weights", dist.Dirichlet(jnp.ones(3)))
+        with numpyro.plate("components", 3):
+            loc = numpyro.sample("loc", dist.Normal(0.0, 10.0))
+            scale = numpyro.sample("scale", dist.LogNormal(0.0, 1.0))
+        with numpyro.plate("data", y.shape[0]):
+            numpyro.sample("y", dist.MixtureSameFamily(
+                dist.Categorical(weights), dist.Normal(loc, scale)), obs=y)
+
+    rng = np.random.default_rng(0)
+    y = np.concatenate([rng.normal(-4, 1, 100), rng.normal(0, 0.5, 100), rng.normal(5, 2, 100)])
+    if library == "numpyro_gmm":
+        import numpyro_gmm as ngm
+        print(ngm.fit(model, y, num_restarts=8, rng_key=0).objective)
+    else:
+        from numpyro.infer import MCMC, NUTS
+        warm, draws = (50, 50) if smoke else (500, 500)
+        mcmc = MCMC(NUTS(model), num_warmup=warm, num_samples=draws, progress_bar=False)
+        mcmc.run(jax.random.key(0), y)
+        print(float(mcmc.get_samples()["loc"].mean()))
+    raise SystemExit
 if library == "numpyro_gmm":
     from numpyro_gmm import GaussianMixture
 else:
@@ -78,16 +106,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     results = {}
-    workflows = args.workflows or ("bic_small" if args.smoke else "bic_small,bic_large,cv")
-    for workflow in workflows.split(","):
+    default = "bic_small" if args.smoke else "bic_small,bic_large,cv,user_model"
+    for workflow in (args.workflows or default).split(","):
         with tempfile.TemporaryDirectory() as cache:
             cold = _run("numpyro_gmm", workflow, args.smoke, cache)
             warm = _run("numpyro_gmm", workflow, args.smoke, cache)
-        peer = _run("sklearn", workflow, args.smoke, "0")
+        peer_name = "nuts" if workflow == "user_model" else "sklearn"
+        peer = _run(peer_name, workflow, args.smoke, "0")
         results[workflow] = {
             "numpyro_gmm_cold_s": round(cold, 2),
             "numpyro_gmm_warm_s": round(warm, 2),
-            "sklearn_s": round(peer, 2),
+            "peer": "NUTS 500+500" if peer_name == "nuts" else "scikit-learn",
+            "peer_s": round(peer, 2),
             "cold_ratio": round(cold / peer, 2),
             "warm_ratio": round(warm / peer, 2),
         }

@@ -13,8 +13,8 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-# JAX's persistent compilation cache, when NUMPYRO_GMM_COMPILATION_CACHE asks for it
-# (see numpyro_gmm.compilation_cache).
+# JAX's persistent compilation cache in the user's cache directory, unless
+# NUMPYRO_GMM_COMPILATION_CACHE=0 (see numpyro_gmm.compilation_cache).
 from numpyro_gmm.compilation_cache import configure_from_environment as _configure_cache  # noqa: E402
 
 _configure_cache()

@@ -1,33 +1,33 @@
-"""JAX's persistent compilation cache, opt-in, in the user's cache directory.
+"""JAX's persistent compilation cache, on by default, in the user's cache directory.
 
-A fit compiles a few XLA programs for each new shape (rows, components, restarts); XLA's
-compilation is the bulk of a first call's time. JAX can keep compiled programs on disk and
-reuse them in later processes (six small fits in a fresh process: 14.0 s with an empty cache,
-5.2 s with a warm one). ``NUMPYRO_GMM_COMPILATION_CACHE`` turns that on at ``import
-numpyro_gmm``:
+A fit compiles an XLA program for each new configuration (components, covariance type,
+initialization, data shape); XLA's compilation is the bulk of a first call's time. JAX keeps
+compiled programs on disk and reuses them in later processes. At ``import numpyro_gmm`` the
+cache is set from ``NUMPYRO_GMM_COMPILATION_CACHE``:
 
-- ``1`` (or ``on``, ``true``, ``yes``, ``default``): in ``$XDG_CACHE_HOME/numpyro_gmm/jax``
-  (``~/.cache/numpyro_gmm/jax``; on macOS ``~/Library/Caches/numpyro_gmm/jax``; on Windows
-  ``%LOCALAPPDATA%\\numpyro_gmm\\jax``);
+- unset (the default), ``1``, ``on``, ``true``, ``yes`` or ``default``: in
+  ``$XDG_CACHE_HOME/numpyro_gmm/jax`` (``~/.cache/numpyro_gmm/jax``; on macOS
+  ``~/Library/Caches/numpyro_gmm/jax``; on Windows ``%LOCALAPPDATA%\\numpyro_gmm\\jax``),
+  unless ``JAX_COMPILATION_CACHE_DIR`` already names one (a user's JAX setting is kept);
 - a path: there;
-- unset, ``0`` or ``off``: JAX's own setting is left as it is (a user's
-  ``JAX_COMPILATION_CACHE_DIR`` keeps working).
+- ``0``, ``off``, ``false``, ``no`` or ``none``: no persistent cache from this package (JAX's
+  own setting is left as it is).
 
+When unset and the default directory cannot be created (a read-only home), the process runs
+without a cache; an explicit setting that cannot be honoured is an error.
 :func:`configure_compilation_cache` does the same in a running process (before its first
 compilation).
 
-It is not on by default yet: in one of our test runs two long-lived processes died with a
-segmentation fault inside XLA's CPU executable deserialization
-(``jax._src.compilation_cache.get_executable_and_time``, JAX 0.12). The same runs later showed
-plain compilations crashing the same way once a process held more memory mappings than Linux
-allows (each compiled program holds about 80; see
-:func:`numpyro_gmm.program_cache.release_compiled_programs_if_crowded`), the likely cause of
-both; until that is confirmed, a crash is worse than a slow first call.
+The cache is JAX's own: entries are keyed by the program, the compiler options, the JAX and
+XLA versions and the device; a size limit (2 GiB by default, least recently used entries
+evicted) makes JAX lock the directory with ``filelock``, so concurrent processes share it
+safely. Like every JAX compilation cache it is trusted code: do not point it at a directory
+that others can write.
 
-The cache is JAX's own: entries are keyed by the program, the JAX and XLA versions and the
-device; a size limit (2 GiB by default, least recently used entries evicted) makes JAX lock
-the directory with ``filelock``. Like every JAX compilation cache it is trusted code: do not
-point it at a directory that others can write.
+A process that compiles a few hundred distinct programs holds many memory mappings (about 80
+per XLA:CPU executable) and, past Linux's limit, crashes inside LLVM or while loading a
+cached program; :func:`numpyro_gmm.program_cache.release_compiled_programs_if_crowded`, called
+before every fit, drops JAX's in-memory programs well before that.
 """
 
 import os
@@ -36,7 +36,7 @@ from pathlib import Path
 
 __all__ = ["DEFAULT_MAX_SIZE", "ENV_VAR", "configure_compilation_cache", "default_cache_dir"]
 
-#: Environment variable: 1 (or a directory) turns the cache on; unset or 0 leaves it off.
+#: Environment variable: 0 turns the cache off, a directory moves it (default: on).
 ENV_VAR = "NUMPYRO_GMM_COMPILATION_CACHE"
 #: Size limit of the cache directory, in bytes (least recently used entries go first).
 DEFAULT_MAX_SIZE = 2 * 1024**3
@@ -102,9 +102,16 @@ def configure_compilation_cache(
 
 
 def configure_from_environment() -> Path | None:
-    """The import-time setting: on only when ``NUMPYRO_GMM_COMPILATION_CACHE`` asks for it."""
+    """The import-time setting (see the module docstring): on unless turned off."""
     setting = os.environ.get(ENV_VAR)
-    if setting is None or setting.strip().lower() in _OFF:
-        return None
+    if setting is None:
+        if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+            return None
+        try:
+            return configure_compilation_cache("default")
+        except ValueError:  # no writable cache directory: run without one
+            return None
     setting = setting.strip()
+    if setting.lower() in _OFF:
+        return None
     return configure_compilation_cache("default" if setting.lower() in _ON else setting)

@@ -66,11 +66,12 @@ def as_rng_key(rng_key: Any) -> jax.Array:
     )
 
 
-def restart_keys(rng_key: Any, num_restarts: int) -> jax.Array:
-    """One key per restart, ``fold_in(key, r)``: restart ``r`` starts from the same point
-    whatever the number of restarts, so more restarts never give a worse best one."""
+def restart_keys(rng_key: Any, num_restarts: int, first: int = 0) -> jax.Array:
+    """Keys of restarts ``first .. first + num_restarts - 1``: ``fold_in(key, r)``, so restart
+    ``r`` starts from the same point whatever the number of restarts, and more restarts never
+    give a worse best one."""
     key = as_rng_key(rng_key)
-    return jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(num_restarts))
+    return jax.vmap(lambda r: jax.random.fold_in(key, r))(first + jnp.arange(num_restarts))
 
 
 class InitialValues(NamedTuple):
@@ -100,12 +101,16 @@ class InitialValues(NamedTuple):
 
 
 class _Config(NamedTuple):
-    """Static configuration: one compilation per distinct value (and per shapes/dtype)."""
+    """Static configuration: one compilation per distinct value (and per shapes/dtype).
+
+    ``max_iter`` itself is a run-time value; only the length of the objective trace it fills
+    (:func:`trace_capacity`) is static, so neighbouring values share one program.
+    """
 
     n_components: int
     covariance_type: CovarianceType
     init_params: str
-    max_iter: int
+    trace_length: int
     rows: RowPlan
     kernel: str = "em"
     options: tuple[tuple[str, Any], ...] = ()
@@ -113,9 +118,32 @@ class _Config(NamedTuple):
     polish_kernel: str = "em"
     polish_options: tuple[tuple[str, Any], ...] = ()
     init_rows: RowPlan | None = None
+    padded_rows: bool = False
 
 
-def _initial_params(key, x, initial: InitialValues, reg_covar, config: _Config) -> GMMParams:
+class _Sizes(NamedTuple):
+    """The problem's real size inside a padded program (traced: one program per bucket).
+
+    Attributes
+    ----------
+    n_components : Array, int32
+        Components of the model; the program's others are padding (zero weight).
+    n_samples : Array, int32
+        Real rows of ``x``; with ``_Config.padded_rows`` the rows past it are padding.
+    """
+
+    n_components: Array
+    n_samples: Array
+
+
+def _rows(sizes: _Sizes, config: _Config) -> RowPlan:
+    """The row plan inside the program: padded rows are masked by the traced row count."""
+    if config.padded_rows:
+        return config.rows._replace(n_samples=sizes.n_samples)
+    return config.rows
+
+
+def _initial_params(key, x, sizes, initial: InitialValues, reg_covar, config) -> GMMParams:
     if initial.complete:
         return GMMParams(*initial)
     params = initialize(
@@ -125,39 +153,41 @@ def _initial_params(key, x, initial: InitialValues, reg_covar, config: _Config) 
         config.init_params,
         config.covariance_type,
         reg_covar,
-        config.init_rows or config.rows,
+        config.init_rows or _rows(sizes, config),
+        sizes.n_components,
     )
     pairs = zip(initial, params, strict=True)
     return GMMParams(*(computed if given is None else given for given, computed in pairs))
 
 
-def _step_fn(kernel: str, options, reg_covar, prior, config: _Config):
+def _step_fn(kernel: str, options, reg_covar, prior, rows: RowPlan, config: _Config):
     return get_kernel(kernel).build_kernel(
-        config.covariance_type, reg_covar, config.rows, prior, **dict(options)
+        config.covariance_type, reg_covar, rows, prior, **dict(options)
     )
 
 
-def _start(keys, x, initial, reg_covar, previous, config: _Config) -> driver.RunState:
+def _start(keys, x, sizes, initial, reg_covar, previous, config: _Config) -> driver.RunState:
     kernel = get_kernel(config.kernel)
 
     def start_one(key):
-        params = _initial_params(key, x, initial, reg_covar, config)
+        params = _initial_params(key, x, sizes, initial, reg_covar, config)
         return driver.init_run_state(
-            kernel.init(params), config.max_iter, x.dtype, objective=previous
+            kernel.init(params), config.trace_length, x.dtype, objective=previous
         )
 
     return jax.vmap(start_one)(keys)
 
 
-def _advance(keys, x, run_states, stop_at, tol, reg_covar, prior, config: _Config):
+def _advance(keys, x, sizes, run_states, stop_at, tol, reg_covar, prior, config: _Config):
+    rows = _rows(sizes, config)
     return driver.advance_restarts(
         keys,
-        _step_fn(config.kernel, config.options, reg_covar, prior, config),
+        _step_fn(config.kernel, config.options, reg_covar, prior, rows, config),
         run_states,
         x,
         stop_at=stop_at,
         tol=tol[0],
-        objective_scale=1.0 / n_rows(x, config.rows),
+        objective_scale=1.0 / n_rows(x, rows),
     )
 
 
@@ -171,19 +201,19 @@ class _Final(NamedTuple):
     polish: driver.RunState | None
 
 
-def _polish(keys, x, params: GMMParams, tol, reg_covar, prior, config: _Config):
+def _polish(keys, x, rows, params: GMMParams, max_iter, tol, reg_covar, prior, config: _Config):
     """A few steps of the polish kernel from every restart's parameters, in the same program."""
     kernel = get_kernel(config.polish_kernel)
-    step = _step_fn(config.polish_kernel, config.polish_options, reg_covar, prior, config)
+    step = _step_fn(config.polish_kernel, config.polish_options, reg_covar, prior, rows, config)
     start = jax.vmap(lambda p: driver.init_run_state(kernel.init(p), config.polish_iter, x.dtype))
     return driver.advance_restarts(
-        jax.vmap(lambda key: jax.random.fold_in(key, config.max_iter))(keys),
+        jax.vmap(lambda key: jax.random.fold_in(key, max_iter))(keys),
         step,
         start(params),
         x,
         stop_at=config.polish_iter,
         tol=tol[1],
-        objective_scale=1.0 / n_rows(x, config.rows),
+        objective_scale=1.0 / n_rows(x, rows),
     )
 
 
@@ -196,15 +226,16 @@ def _score(x, params: GMMParams, prior, covariance_type, rows) -> tuple[Array, A
     return objective, stats.counts
 
 
-def _finish(keys, x, run_states, tol, reg_covar, prior, config: _Config) -> _Final:
+def _finish(keys, x, sizes, run_states, max_iter, tol, reg_covar, prior, config: _Config) -> _Final:
+    rows = _rows(sizes, config)
     params = jax.vmap(get_kernel(config.kernel).get_params)(run_states.kernel_state)
     polish = None
     if config.polish_iter:
-        polish = _polish(keys, x, params, tol, reg_covar, prior, config)
+        polish = _polish(keys, x, rows, params, max_iter, tol, reg_covar, prior, config)
         params = jax.vmap(get_kernel(config.polish_kernel).get_params)(polish.kernel_state)
 
     def score_one(params: GMMParams):
-        objective, counts = _score(x, params, prior, config.covariance_type, config.rows)
+        objective, counts = _score(x, params, prior, config.covariance_type, rows)
         covariances = covariances_from_precisions_cholesky(
             params.precisions_cholesky, config.covariance_type
         )
@@ -216,9 +247,10 @@ def _finish(keys, x, run_states, tol, reg_covar, prior, config: _Config) -> _Fin
 class _Programs(NamedTuple):
     """The compiled pieces of a fit, for one data layout (static configuration closed over).
 
-    ``start(keys, x, initial, reg_covar)``, ``advance(keys, x, run_states, stop_at, tol,
-    reg_covar, prior)``, ``finish(keys, x, run_states, tol, reg_covar, prior)``, and ``fit(keys,
-    x, initial, tol, reg_covar, prior)`` for all of them at once.
+    ``start(keys, x, sizes, initial, reg_covar, previous)``, ``advance(keys, x, sizes,
+    run_states, stop_at, tol, reg_covar, prior)``, ``finish(keys, x, sizes, run_states,
+    max_iter, tol, reg_covar, prior)``, and ``fit(keys, x, sizes, initial, max_iter, tol,
+    reg_covar, prior, previous)`` for all of them at once.
     """
 
     start: Any
@@ -227,25 +259,165 @@ class _Programs(NamedTuple):
     fit: Any
 
 
-def _fit(keys, x, initial, tol, reg_covar, prior, previous, config: _Config):
+def _fit(keys, x, sizes, initial, max_iter, tol, reg_covar, prior, previous, config: _Config):
     """Initialize, run, polish and score every restart."""
-    run_states = _start(keys, x, initial, reg_covar, previous, config)
-    run_states = _advance(keys, x, run_states, config.max_iter, tol, reg_covar, prior, config)
-    return run_states, _finish(keys, x, run_states, tol, reg_covar, prior, config)
+    run_states = _start(keys, x, sizes, initial, reg_covar, previous, config)
+    run_states = _advance(keys, x, sizes, run_states, max_iter, tol, reg_covar, prior, config)
+    final = _finish(keys, x, sizes, run_states, max_iter, tol, reg_covar, prior, config)
+    return run_states, final
 
 
-_start_program = jax.jit(_start, static_argnames="config")
-_advance_program = jax.jit(_advance, static_argnames="config")
-_finish_program = jax.jit(_finish, static_argnames="config")
-_fit_program = jax.jit(_fit, static_argnames="config")
+def trace_capacity(max_iter: int) -> int:
+    """Length of the objective trace compiled for ``max_iter`` steps: the next power of two
+    (at least 16), so a sweep over ``max_iter`` or repeated warm starts reuse one program."""
+    if max_iter <= 0:
+        return 0
+    return max(16, 1 << (int(max_iter) - 1).bit_length())
 
 
-def _single_device_programs(config: _Config) -> _Programs:
-    return _Programs(
-        start=functools.partial(_start_program, config=config),
-        advance=functools.partial(_advance_program, config=config),
-        finish=functools.partial(_finish_program, config=config),
-        fit=functools.partial(_fit_program, config=config),
+# XLA's optimizing back end (LLVM at -O2) spends about twice as long compiling a fit as at
+# level 0, which runs each step about 2.4x slower (N=200000, D=16, K=16). Fits whose whole
+# loop costs less than this many multiply-adds compile at level 0: compilation then dominates
+# their time, and the slower loop costs them well under the ~1 s saved.
+_QUICK_COMPILE_WORK = 2e8
+_QUICK_COMPILE_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def compiles_quickly(
+    n_samples: int, n_features: int, n_components: int, covariance_type: str, steps: int
+) -> bool:
+    """Whether a fit of this size compiles at XLA's level 0 (see ``_QUICK_COMPILE_WORK``).
+
+    The work estimate is ``N K D D_eff`` per step (``D_eff = D`` for full and tied
+    covariances, 1 otherwise) times the steps run, restarts included.
+    """
+    per_feature = n_features if is_matrix_type(covariance_type) else 1
+    work = float(n_samples) * n_components * n_features * per_feature * max(steps, 1)
+    return work < _QUICK_COMPILE_WORK
+
+
+def _jit_programs(compiler_options=None) -> _Programs:
+    def jit(fn):
+        return jax.jit(fn, static_argnames="config", compiler_options=compiler_options)
+
+    return _Programs(start=jit(_start), advance=jit(_advance), finish=jit(_finish), fit=jit(_fit))
+
+
+_OPTIMIZED_PROGRAMS = _jit_programs()
+_QUICK_PROGRAMS = _jit_programs(_QUICK_COMPILE_OPTIONS)
+
+
+def _single_device_programs(config: _Config, quick: bool) -> _Programs:
+    programs = _QUICK_PROGRAMS if quick else _OPTIMIZED_PROGRAMS
+    return _Programs(*(functools.partial(program, config=config) for program in programs))
+
+
+def component_capacity(n_components: int) -> int:
+    """Components compiled for a padded fit of ``n_components``: the next power of two, at
+    least 8 (a sweep over K = 1..8 compiles one program per covariance type)."""
+    return max(8, 1 << (int(n_components) - 1).bit_length())
+
+
+def row_capacity(n_samples: int) -> int:
+    """Rows compiled for a padded fit of ``n_samples``: the next power of two, at least 64
+    (cross-validation folds of one data set share a program)."""
+    return max(64, 1 << (int(n_samples) - 1).bit_length())
+
+
+class _Layout(NamedTuple):
+    """Shapes a single-device fit is compiled for, whether it compiles at level 0, and how
+    many restarts one program call runs."""
+
+    n_components: int
+    n_samples: int
+    quick: bool
+    restart_width: int
+
+
+def _layout(
+    n_samples: int,
+    n_features: int,
+    n_components: int,
+    covariance_type: str,
+    steps: int,
+    n_restarts: int,
+    paddable: bool,
+) -> _Layout:
+    """Small fits, where compilation dominates, compile quickly and (where the kernel allows:
+    plain maximum-likelihood EM) are padded to :func:`component_capacity` components and
+    :func:`row_capacity` rows, with zero-weight components and zero-weight rows, so that
+    sweeps over K and cross-validation folds reuse programs; the padded fit's result equals
+    the unpadded one's. Padded fits also run their restarts one at a time through one
+    program, so ``n_init`` compiles nothing new, each restart stops at its own convergence,
+    and restart ``r`` gives the same bits whatever the number of restarts. Large fits run
+    their own shapes, all restarts vectorized in one call, with XLA's optimizations.
+    ``steps`` counts one restart's iterations."""
+    if paddable:
+        n_padded, k_padded = row_capacity(n_samples), component_capacity(n_components)
+        if compiles_quickly(n_padded, n_features, k_padded, covariance_type, steps):
+            return _Layout(k_padded, n_padded, True, 1)
+    quick = compiles_quickly(
+        n_samples, n_features, n_components, covariance_type, steps * n_restarts
+    )
+    return _Layout(n_components, n_samples, quick, n_restarts)
+
+
+def _padded_rows(x: Array, n_rows: int) -> Array:
+    """``x`` with copies of its first row appended up to ``n_rows`` rows (zero weight in the
+    program; copies of a real row keep every padded term finite)."""
+    n_samples = x.shape[0]
+    if n_rows == n_samples:
+        return x
+    host = np.asarray(x)
+    padding = np.broadcast_to(host[:1], (n_rows - n_samples, host.shape[1]))
+    return jax.device_put(np.concatenate([host, padding]))
+
+
+def _padded_initial(
+    initial: InitialValues | None, n_components: int, covariance_type: str, dtype
+) -> InitialValues:
+    """User initial values as ``dtype`` arrays, padded to ``n_components`` components with
+    inactive ones (weight 0, mean 0, unit precision)."""
+    initial = InitialValues() if initial is None else initial
+    values = [None if v is None else np.asarray(v, dtype) for v in initial]
+    weights, means, factors = values
+    given = next((v.shape[0] for v in (weights, means) if v is not None), None)
+    if given is None and factors is not None and covariance_type != "tied":
+        given = factors.shape[0]
+    extra = 0 if given is None else n_components - given
+    if extra > 0:
+        if weights is not None:
+            weights = np.concatenate([weights, np.zeros(extra, dtype)])
+        if means is not None:
+            means = np.concatenate([means, np.zeros((extra, means.shape[1]), dtype)])
+        if factors is not None and covariance_type != "tied":
+            unit = np.ones((extra, *factors.shape[1:]), dtype)
+            if covariance_type == "full":
+                unit = np.broadcast_to(np.eye(factors.shape[-1], dtype=dtype), unit.shape)
+            factors = np.concatenate([factors, unit])
+    # device_put is a transfer; jnp.asarray would compile a small program per shape.
+    values = (weights, means, factors)
+    return InitialValues(*(None if v is None else jax.device_put(v) for v in values))
+
+
+def _real_components(final: _Final, n_components: int, covariance_type: str) -> _Final:
+    """Drop a padded program's inactive components from every restart's outcome."""
+    if final.counts.shape[-1] == n_components:
+        return final
+    per_component = covariance_type != "tied"
+
+    def take(leaf, indexed=True):
+        return leaf[:, :n_components] if indexed else leaf
+
+    params = GMMParams(
+        take(final.params.weights),
+        take(final.params.means),
+        take(final.params.precisions_cholesky, per_component),
+    )
+    return final._replace(
+        params=params,
+        counts=take(final.counts),
+        covariances=take(final.covariances, per_component),
     )
 
 
@@ -263,57 +435,94 @@ def _sharded_programs(config: _Config, mesh: Mesh) -> _Programs:
     """Programs over row-sharded, padded data (``config.rows`` is a sharded plan)."""
     n_samples = config.rows.n_samples
 
-    def start(keys, x, initial, reg_covar, previous):
+    def start(keys, x, sizes, initial, reg_covar, previous):
         # The init reads the real rows as one global array (k-means++ picks rows anywhere).
-        return _start(keys, x[:n_samples], initial, reg_covar, previous, config)
+        return _start(keys, x[:n_samples], sizes, initial, reg_covar, previous, config)
 
-    def advance(keys, x, run_states, stop_at, tol, reg_covar, prior):
-        return _advance(keys, x, run_states, stop_at, tol, reg_covar, prior, config)
+    def advance(keys, x, sizes, run_states, stop_at, tol, reg_covar, prior):
+        return _advance(keys, x, sizes, run_states, stop_at, tol, reg_covar, prior, config)
 
-    def finish(keys, x, run_states, tol, reg_covar, prior):
-        return _finish(keys, x, run_states, tol, reg_covar, prior, config)
+    def finish(keys, x, sizes, run_states, max_iter, tol, reg_covar, prior):
+        return _finish(keys, x, sizes, run_states, max_iter, tol, reg_covar, prior, config)
 
-    def run(keys, x, run_states, tol, reg_covar, prior):
-        run_states = _advance(keys, x, run_states, config.max_iter, tol, reg_covar, prior, config)
-        return run_states, _finish(keys, x, run_states, tol, reg_covar, prior, config)
+    def run(keys, x, sizes, run_states, max_iter, tol, reg_covar, prior):
+        run_states = _advance(keys, x, sizes, run_states, max_iter, tol, reg_covar, prior, config)
+        final = _finish(keys, x, sizes, run_states, max_iter, tol, reg_covar, prior, config)
+        return run_states, final
 
     start = jax.jit(start)
-    run = _data_parallel(run, mesh, 6)
+    run = _data_parallel(run, mesh, 8)
 
-    def fit(keys, x, initial, tol, reg_covar, prior, previous):
-        return run(keys, x, start(keys, x, initial, reg_covar, previous), tol, reg_covar, prior)
+    def fit(keys, x, sizes, initial, max_iter, tol, reg_covar, prior, previous):
+        run_states = start(keys, x, sizes, initial, reg_covar, previous)
+        return run(keys, x, sizes, run_states, max_iter, tol, reg_covar, prior)
 
     return _Programs(
         start=start,
-        advance=_data_parallel(advance, mesh, 7),
-        finish=_data_parallel(finish, mesh, 6),
+        advance=_data_parallel(advance, mesh, 8),
+        finish=_data_parallel(finish, mesh, 8),
         fit=fit,
     )
 
 
 def _run_with_progress(
-    programs: _Programs, keys, x, initial, tol, reg_covar, prior, previous, config, interval
+    programs: _Programs,
+    keys,
+    x,
+    sizes,
+    initial,
+    max_iter,
+    tol,
+    reg_covar,
+    prior,
+    previous,
+    interval,
+    batch: tuple[int, int] | None = None,
 ):
-    """Run the same loop in segments of ``interval`` steps, reporting after each."""
+    """Run the same loop in segments of ``interval`` steps, reporting after each.
+
+    ``batch = (first, total)``: these keys are restarts ``first + 1 ..`` of ``total`` (a fit
+    run in batches of restarts).
+    """
     started = time.perf_counter()
-    run_states = programs.start(keys, x, initial, reg_covar, previous)
-    n_restarts = keys.shape[0]
-    report(f"Initialized {n_restarts} restart(s) in {time.perf_counter() - started:.2f} s")
+    run_states = programs.start(keys, x, sizes, initial, reg_covar, previous)
+    first, n_restarts = (0, keys.shape[0]) if batch is None else batch
+    last = first + keys.shape[0]
+    if batch is None:
+        which = f"{n_restarts} restart(s)"
+    elif last == first + 1:
+        which = f"restart {last}/{n_restarts}"
+    else:
+        which = f"restarts {first + 1}-{last} of {n_restarts}"
+    report(f"Initialized {which} in {time.perf_counter() - started:.2f} s")
     stop_at = 0
-    while stop_at < config.max_iter:
-        stop_at = min(stop_at + interval, config.max_iter)
-        run_states = programs.advance(keys, x, run_states, stop_at, tol, reg_covar, prior)
+    while stop_at < max_iter:
+        stop_at = min(stop_at + interval, max_iter)
+        run_states = programs.advance(keys, x, sizes, run_states, stop_at, tol, reg_covar, prior)
         n_iter, objective, done = jax.device_get(
             (run_states.n_iter, run_states.objective, run_states.converged | run_states.failed)
         )
         report(
             f"Iteration {int(n_iter.max())}: best per-sample objective {np.nanmax(objective):.6g}, "
-            f"{int(done.sum())}/{n_restarts} restart(s) done, "
+            f"{first + int(done.sum())}/{n_restarts} restart(s) done, "
             f"{time.perf_counter() - started:.1f} s"
         )
         if done.all():
             break
-    return run_states, programs.finish(keys, x, run_states, tol, reg_covar, prior)
+    final = programs.finish(keys, x, sizes, run_states, max_iter, tol, reg_covar, prior)
+    return run_states, final
+
+
+def _run_in_batches(run_batch, rng_key, n_restarts: int, width: int):
+    """``run_batch(batch_keys, (first, total))`` over consecutive batches of ``width``
+    restarts (:func:`restart_keys`), gathered on the host as if one call had run them all."""
+    if width >= n_restarts:
+        return jax.device_get(run_batch(restart_keys(rng_key, n_restarts), None))
+    pieces = []
+    for first in range(0, n_restarts, width):
+        keys = restart_keys(rng_key, min(width, n_restarts - first), first)
+        pieces.append(jax.device_get(run_batch(keys, (first, n_restarts))))
+    return jax.tree.map(lambda *leaves: np.concatenate(leaves), *pieces)
 
 
 def cast_prior(prior: GaussianMixturePrior | None, dtype) -> GaussianMixturePrior | None:
@@ -406,23 +615,35 @@ def fit_gaussian_mixture(
     FitResult
     """
     covariance_type = check_covariance_type(covariance_type)
-    if mesh is not None or isinstance(x, ShardedRows):
+    sharded = mesh is not None or isinstance(x, ShardedRows)
+    if sharded:
         x = shard_rows(x, x.mesh if mesh is None else mesh)
         n_samples, n_features = x.n_samples, x.n_features
+        layout = _Layout(n_components, n_samples, False, num_restarts)
     else:
         n_samples, n_features = x.shape
+        paddable = kernel == "em" and not polish_iter and prior is None
+        layout = _layout(
+            n_samples,
+            n_features,
+            n_components,
+            covariance_type,
+            max_iter + polish_iter,
+            num_restarts,
+            paddable,
+        )
     if chunk_size is None:
-        chunk_size = default_chunk_size(n_samples, n_components, n_features)
-    chunk_size = int(min(chunk_size, n_samples))
-    if isinstance(x, ShardedRows):
+        chunk_size = default_chunk_size(layout.n_samples, layout.n_components, n_features)
+    chunk_size = int(min(chunk_size, layout.n_samples))
+    if sharded:
         rows, init_rows = RowPlan(chunk_size, DATA_AXIS, n_samples), RowPlan(chunk_size)
     else:
         rows, init_rows = RowPlan(chunk_size), None
     config = _Config(
-        n_components,
+        layout.n_components,
         covariance_type,
         init_params,
-        max_iter,
+        trace_capacity(max_iter),
         rows,
         kernel,
         tuple(sorted((kernel_options or {}).items())),
@@ -430,33 +651,52 @@ def fit_gaussian_mixture(
         polish_kernel,
         tuple(sorted((polish_options or {}).items())),
         init_rows,
+        padded_rows=layout.n_samples > n_samples,
     )
-    keys = restart_keys(rng_key, num_restarts)
-    initial = InitialValues() if initial is None else initial
     dtype = x.dtype
-    initial = InitialValues(*(None if v is None else jnp.asarray(v, dtype) for v in initial))
+    initial = _padded_initial(initial, layout.n_components, covariance_type, dtype)
     prior = cast_prior(prior, dtype)
+    sizes = _Sizes(jnp.asarray(n_components, jnp.int32), jnp.asarray(n_samples, jnp.int32))
     # (loop tolerance, polish tolerance), traced: new values do not recompile.
     tol = jnp.asarray([tol, tol if polish_tol is None else polish_tol], dtype)
     reg_covar = jnp.asarray(reg_covar, dtype)
     # Traced (-inf: a fresh start), so a warm start does not compile another program.
     previous = jnp.asarray(-np.inf if previous_objective is None else previous_objective, dtype)
-    if isinstance(x, ShardedRows):
+    if sharded:
         programs = _sharded_programs(config, x.mesh)
         x = x.array
     else:
-        programs = _single_device_programs(config)
-    if progress_interval:
-        run_states, final = _run_with_progress(
-            programs, keys, x, initial, tol, reg_covar, prior, previous, config, progress_interval
+        programs = _single_device_programs(config, layout.quick)
+        x = _padded_rows(x, layout.n_samples)
+
+    def run_batch(batch_keys, batch):
+        if progress_interval:
+            return _run_with_progress(
+                programs,
+                batch_keys,
+                x,
+                sizes,
+                initial,
+                max_iter,
+                tol,
+                reg_covar,
+                prior,
+                previous,
+                progress_interval,
+                batch,
+            )
+        max_iter_value = jnp.asarray(max_iter, jnp.int32)
+        return programs.fit(
+            batch_keys, x, sizes, initial, max_iter_value, tol, reg_covar, prior, previous
         )
-    else:
-        run_states, final = programs.fit(keys, x, initial, tol, reg_covar, prior, previous)
+
+    run_states, final = _run_in_batches(run_batch, rng_key, num_restarts, layout.restart_width)
     return _collect(
-        jax.device_get(run_states),
-        jax.device_get(final),
+        run_states,
+        _real_components(final, n_components, covariance_type),
         config,
         n_samples=n_samples,
+        max_iter=max_iter,
         restart_rule=restart_rule,
     )
 
@@ -477,9 +717,17 @@ def _positive_definite(covariances: np.ndarray, covariance_type: str) -> np.ndar
 
 
 def _collect(
-    run_states, final: _Final, config: _Config, *, n_samples: int, restart_rule: str
+    run_states,
+    final: _Final,
+    config: _Config,
+    *,
+    n_samples: int,
+    max_iter: int,
+    restart_rule: str,
 ) -> FitResult:
     """Flag failed restarts, choose the best, and gather everything as numpy."""
+    # The trace is compiled longer than max_iter (trace_capacity); its tail is never written.
+    run_states = run_states._replace(trace=run_states.trace[:, :max_iter])
     # A covariance rebuilt in float32 from a nearly singular precision (N < D) can have a
     # negative eigenvalue that the loop's Cholesky did not see: that restart failed too.
     objective = np.asarray(final.objective, np.float64)
@@ -529,20 +777,24 @@ def weighted_log_prob(
     """``log pi_k + log N(x_n | mu_k, Sigma_k)`` for every row, shape (N, K), as numpy.
 
     Rows go through the device in fixed-size chunks (the last one padded), so memory stays
-    bounded and one compilation serves any ``N``.
+    bounded; chunks of :func:`row_capacity` rows and parameters padded to
+    :func:`component_capacity` components (zero weight, sliced off) let one compilation serve
+    every ``N`` and ``K`` of a bucket.
     """
     covariance_type = check_covariance_type(covariance_type)
-    n_samples = x.shape[0]
-    rows = min(n_samples, _PREDICT_CHUNK_ROWS)
-    params = GMMParams(*(jnp.asarray(leaf, x.dtype) for leaf in params))
+    n_samples, n_components = x.shape[0], params.weights.shape[0]
+    rows = min(row_capacity(n_samples), _PREDICT_CHUNK_ROWS)
+    capacity = component_capacity(n_components)
+    initial = _padded_initial(InitialValues(*params), capacity, covariance_type, x.dtype)
+    params = GMMParams(*initial)
     pieces = []
     for start in range(0, n_samples, rows):
         chunk = x[start : start + rows]
         valid = chunk.shape[0]
         if valid < rows:
             chunk = np.concatenate([chunk, np.zeros((rows - valid, x.shape[1]), x.dtype)])
-        log_prob = _component_log_prob_program(jnp.asarray(chunk), params, covariance_type)
-        pieces.append(np.asarray(log_prob)[:valid])
+        log_prob = _component_log_prob_program(jax.device_put(chunk), params, covariance_type)
+        pieces.append(np.asarray(log_prob)[:valid, :n_components])
     return np.concatenate(pieces)
 
 

@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from numpyro_gmm import timing
 from numpyro_gmm.errors import FitWarning
 from numpyro_gmm.fit_result import FitResult, warn_about
 from numpyro_gmm.fitting import InitialValues, as_rng_key, fit_gaussian_mixture, log_joint
@@ -65,6 +66,7 @@ from numpyro_gmm.mixture.params import GMMParams, precisions_cholesky_from_covar
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
 from numpyro_gmm.overparameterized import default_n_components, prune_and_merge, to_n_components
 from numpyro_gmm.program_cache import release_compiled_programs_if_crowded
+from numpyro_gmm.progress import report
 
 __all__ = ["DEFAULTS", "METHODS", "RECIPES", "Job", "fit_mixture", "method_options"]
 
@@ -562,10 +564,12 @@ def fit_mixture(
                 f"Unknown option(s) {unknown} for method={method!r}; it accepts "
                 f"{sorted(known) or 'none'}."
             )
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), timing.measure() as times:
         # Stages report once, at the end, on the fit they return.
         warnings.simplefilter("ignore", FitWarning)
         result = _run_chain(RECIPES[method], job, options)
+    if progress_interval:
+        report(f"Fit done in {times.summary()}")
     result = result.replace(method=method, options={**known, **options} if known else options)
     if warn:
         warn_about(result, max_iter=job.max_iter, stacklevel=3)

@@ -1,4 +1,4 @@
-"""The persistent compilation cache: off by default, turned on or moved by the environment."""
+"""The persistent compilation cache: on by default, turned off or moved by the environment."""
 
 import json
 import os
@@ -43,17 +43,26 @@ def test_a_second_process_reuses_the_first_ones_programs(tmp_path):
     assert _entries(cache) == written  # every program came from the cache
 
 
-def test_the_cache_is_off_by_default_and_a_users_choice_is_kept(tmp_path):
+def test_the_cache_is_on_by_default_and_a_users_choice_is_kept(tmp_path):
     xdg = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
-    for setting in ({}, {ENV_VAR: "0"}):
-        off = _run({**xdg, **setting})
-        assert off["dir"] is None
-        assert not (tmp_path / "xdg").exists()
-    on = _run({**xdg, ENV_VAR: "1"})
-    assert on["dir"] == str(tmp_path / "xdg" / "numpyro_gmm" / "jax")
+    default = str(tmp_path / "xdg" / "numpyro_gmm" / "jax")
+    for setting in ({}, {ENV_VAR: "1"}):
+        on = _run({**xdg, **setting})
+        assert on["dir"] == default and on["enabled"]
+    assert _entries(tmp_path / "xdg" / "numpyro_gmm" / "jax")
+    off = _run({"XDG_CACHE_HOME": str(tmp_path / "xdg_off"), ENV_VAR: "0"})
+    assert off["dir"] is None
+    assert not (tmp_path / "xdg_off").exists()
     mine = tmp_path / "mine"
-    kept = _run({"JAX_COMPILATION_CACHE_DIR": str(mine)})
+    kept = _run({**xdg, "JAX_COMPILATION_CACHE_DIR": str(mine)})
     assert kept["dir"] == str(mine)
+
+
+def test_an_unwritable_default_directory_means_no_cache_not_a_failed_import(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = _run({"XDG_CACHE_HOME": str(blocker)})
+    assert result["dir"] is None
 
 
 def test_a_directory_that_cannot_be_created_is_a_clear_error(tmp_path):

@@ -96,7 +96,8 @@ def test_same_seed_same_result_and_verbose_progress(data, capsys):
     np.testing.assert_array_equal(a.means_, b.means_)
     np.testing.assert_array_equal(a.restart_objectives_, b.restart_objectives_)
     err = capsys.readouterr().err
-    assert "Initialized 3 restart(s)" in err and "Iteration 2:" in err
+    assert "Initialized restart 1/3" in err and "Initialized restart 3/3" in err
+    assert "Iteration 2:" in err and "3/3 restart(s) done" in err
 
 
 def test_bic_prefers_the_true_number_of_components(data):

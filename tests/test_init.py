@@ -42,7 +42,7 @@ def test_kmeans_matches_scikit_learn_inertia(x64):
     x, _, _ = make_mixture_data(
         np.random.default_rng(1), n_samples=1500, n_features=3, n_components=6, separation=5.0
     )
-    centers = init.kmeans_centers(jax.random.key(0), jnp.asarray(x), 6, chunk_size=256)
+    centers = init.kmeans_centers(jax.random.key(0), jnp.asarray(x), 6, 256)
     inertia = np.sum(np.min(((x[:, None] - np.asarray(centers)[None]) ** 2).sum(-1), axis=1))
     reference = KMeans(6, n_init=10, random_state=0).fit(x).inertia_
     assert inertia <= reference * 1.05

@@ -92,7 +92,12 @@ def build_kernel(
         objective = stats.log_likelihood
         if prior is not None:
             objective = objective + log_prior(params, prior, covariance_type)
-        new_params, _ = m_step(stats, params.means, params, covariance_type, reg_covar, prior)
+        # A zero weight marks a padding component (see fitting): it stays inactive. Under
+        # maximum likelihood a real component's weight is never exactly zero (N_k + 10 eps).
+        active = params.weights > 0 if prior is None else None
+        new_params, _ = m_step(
+            stats, params.means, params, covariance_type, reg_covar, prior, active
+        )
         info = EMInfo(objective=objective, counts=stats.counts, is_finite=all_finite(new_params))
         return EMState(params=new_params), info
 

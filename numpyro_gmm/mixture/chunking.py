@@ -35,7 +35,11 @@ _MIN_CHUNK_ROWS = 256
 
 
 class RowPlan(NamedTuple):
-    """How :func:`chunked_sum` walks the rows it is given (static: hashable, never traced).
+    """How :func:`chunked_sum` walks the rows it is given.
+
+    A plan is static configuration (hashable) except in one case: a fit padded to a bucket of
+    rows (:mod:`numpyro_gmm.fitting`) builds its plan inside the program with a traced
+    ``n_samples``, so that one program serves every ``N`` of the bucket.
 
     Attributes
     ----------
@@ -43,9 +47,9 @@ class RowPlan(NamedTuple):
         Rows per chunk.
     axis_name : str or None
         Mesh axis the rows are sharded over (a ``shard_map`` axis); ``None`` on one device.
-    n_samples : int or None
-        With ``axis_name``: number of real rows of the global array; rows at or past it are
-        padding.
+    n_samples : int, Array or None
+        Number of real rows (of the global array, with ``axis_name``); rows at or past it
+        are padding and get weight zero. ``None``: every row is real.
     """
 
     chunk_size: int
@@ -61,7 +65,7 @@ def as_row_plan(rows: "RowPlan | int") -> RowPlan:
 def n_rows(x: Array, rows: "RowPlan | int") -> int:
     """Number of real data rows: ``x.shape[0]``, or the global count of a sharded plan."""
     plan = as_row_plan(rows)
-    return x.shape[0] if plan.axis_name is None else plan.n_samples
+    return x.shape[0] if plan.n_samples is None else plan.n_samples
 
 
 def default_chunk_size(n_samples: int, n_components: int, n_features: int) -> int:
@@ -135,7 +139,7 @@ def chunked_sum[Sums](
     """
     plan = as_row_plan(rows)
     if plan.axis_name is None:
-        return _local_sum(chunk_fn, x, plan.chunk_size, 0, None)
+        return _local_sum(chunk_fn, x, plan.chunk_size, 0, plan.n_samples)
     first_row = lax.axis_index(plan.axis_name) * x.shape[0]
     local = _local_sum(chunk_fn, x, plan.chunk_size, first_row, plan.n_samples, plan.axis_name)
     return lax.psum(local, plan.axis_name)

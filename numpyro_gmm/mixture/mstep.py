@@ -170,6 +170,7 @@ def m_step(
     covariance_type: CovarianceType,
     reg_covar: Array | float,
     prior: GaussianMixturePrior | None = None,
+    active: Array | None = None,
 ) -> tuple[GMMParams, Array]:
     """Closed-form M-step (ML when ``prior`` is ``None``), returning params and covariances.
 
@@ -187,6 +188,11 @@ def m_step(
         Added to the diagonal of every covariance.
     prior : GaussianMixturePrior, optional
         Conjugate priors; flat blocks are maximum likelihood.
+    active : Array (K,) of bool, optional
+        Components that take part. The others are padding (a program compiled for more
+        components than the model has): weight exactly 0, mean unchanged, unit covariance
+        (plus ``reg_covar``), so they never take responsibility and the active components'
+        update equals the unpadded one. Maximum likelihood only.
 
     Returns
     -------
@@ -197,15 +203,29 @@ def m_step(
         The new covariances, shaped per covariance type.
     """
     check_covariance_type(covariance_type)
+    if active is not None and prior is not None and any(v is not None for v in prior):
+        raise ValueError("Inactive (padding) components are supported without priors only.")
     prior = GaussianMixturePrior() if prior is None else prior
     counts = stats.counts + 10 * jnp.finfo(stats.counts.dtype).eps
+    if active is not None:
+        counts = jnp.where(active, counts, 0.0)
     n_features = shift.shape[-1]
     offsets = _mean_offsets(stats, counts, shift, previous, covariance_type, prior)
+    if active is not None:  # no data: the mean stays where it is (0 / 0 above)
+        offsets = jnp.where(active[:, None], offsets, 0.0)
     means = shift + offsets
     prior_numerator, prior_denominator = _prior_terms(means, covariance_type, prior)
     covariances = (_scatter(stats, offsets, covariance_type) + prior_numerator) / (
         _data_counts(counts, n_features, covariance_type) + prior_denominator
     )
+    if active is not None and covariance_type != "tied":  # 0 / 0 above; any valid value
+        identity = (
+            jnp.eye(n_features, dtype=covariances.dtype)
+            if covariance_type == "full"
+            else jnp.ones((), covariances.dtype)
+        )
+        mask = active.reshape((-1,) + (1,) * (covariances.ndim - 1))
+        covariances = jnp.where(mask, covariances, identity)
     covariances = _add_to_diagonal(covariances, reg_covar, covariance_type)
     params = GMMParams(
         weights=map_weights(counts, prior.weight_concentration),

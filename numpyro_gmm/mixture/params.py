@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.linalg import solve_triangular
 
 from numpyro_gmm._types import Array, ArrayLike, CovarianceType
@@ -93,10 +94,15 @@ def covariances_from_precisions_cholesky(
 def precisions_from_precisions_cholesky(
     precisions_cholesky: ArrayLike, covariance_type: CovarianceType
 ) -> Array:
-    """Return the precisions ``U U^T`` (or ``U^2``) in the covariance type's shape."""
-    factor = jnp.asarray(precisions_cholesky)
+    """Return the precisions ``U U^T`` (or ``U^2``) in the covariance type's shape.
+
+    A numpy factor gives a numpy result computed on the host (no device program to compile).
+    """
+    factor = precisions_cholesky
+    if not isinstance(factor, np.ndarray | jax.Array):
+        factor = jnp.asarray(factor)
     if is_matrix_type(covariance_type):
-        return factor @ jnp.swapaxes(factor, -1, -2)
+        return factor @ factor.swapaxes(-1, -2)
     return factor**2
 
 

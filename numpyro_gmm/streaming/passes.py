@@ -146,7 +146,7 @@ def stepwise_update(
 
 
 initialize_program = jax.jit(
-    initialize, static_argnames=("n_components", "method", "covariance_type", "chunk_size")
+    initialize, static_argnames=("n_components", "method", "covariance_type", "rows")
 )
 """The package's initialization (:func:`~numpyro_gmm.mixture.init.initialize`), jitted."""
 
