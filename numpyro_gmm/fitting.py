@@ -280,19 +280,25 @@ def trace_capacity(max_iter: int) -> int:
 # loop costs less than this many multiply-adds compile at level 0: compilation then dominates
 # their time, and the slower loop costs them well under the ~1 s saved.
 _QUICK_COMPILE_WORK = 2e8
+# Padding to a bucket costs up to 8x the work of K = 1 and 2x that of the rows; it pays while
+# one program serving a sweep over K, folds and restarts saves more than the work it adds.
+_PADDING_WORK = 2e9
 _QUICK_COMPILE_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def _work(n_samples, n_features, n_components, covariance_type, steps) -> float:
+    """Multiply-adds of ``steps`` EM steps, about ``N K D D_eff`` each (``D_eff = D`` for
+    full and tied covariances, 1 otherwise)."""
+    per_feature = n_features if is_matrix_type(covariance_type) else 1
+    return float(n_samples) * n_components * n_features * per_feature * max(steps, 1)
 
 
 def compiles_quickly(
     n_samples: int, n_features: int, n_components: int, covariance_type: str, steps: int
 ) -> bool:
-    """Whether a fit of this size compiles at XLA's level 0 (see ``_QUICK_COMPILE_WORK``).
-
-    The work estimate is ``N K D D_eff`` per step (``D_eff = D`` for full and tied
-    covariances, 1 otherwise) times the steps run, restarts included.
-    """
-    per_feature = n_features if is_matrix_type(covariance_type) else 1
-    work = float(n_samples) * n_components * n_features * per_feature * max(steps, 1)
+    """Whether a fit of this size compiles at XLA's level 0 (see ``_QUICK_COMPILE_WORK``);
+    ``steps`` counts every restart's iterations."""
+    work = _work(n_samples, n_features, n_components, covariance_type, steps)
     return work < _QUICK_COMPILE_WORK
 
 
@@ -343,23 +349,24 @@ def _layout(
     n_restarts: int,
     paddable: bool,
 ) -> _Layout:
-    """Small fits, where compilation dominates, compile quickly and (where the kernel allows:
-    plain maximum-likelihood EM) are padded to :func:`component_capacity` components and
+    """Small fits (``_PADDING_WORK``), where compilation matters, are padded (where the kernel
+    allows: plain maximum-likelihood EM) to :func:`component_capacity` components and
     :func:`row_capacity` rows, with zero-weight components and zero-weight rows, so that
     sweeps over K and cross-validation folds reuse programs; the padded fit's result equals
     the unpadded one's. Padded fits also run their restarts one at a time through one
     program, so ``n_init`` compiles nothing new, each restart stops at its own convergence,
     and restart ``r`` gives the same bits whatever the number of restarts. Large fits run
-    their own shapes, all restarts vectorized in one call, with XLA's optimizations.
-    ``steps`` counts one restart's iterations."""
+    their own shapes, all restarts vectorized in one call. The smallest fits
+    (``_QUICK_COMPILE_WORK``) compile at XLA's level 0. ``steps`` counts one restart's
+    iterations."""
+    total_steps = steps * n_restarts
     if paddable:
         n_padded, k_padded = row_capacity(n_samples), component_capacity(n_components)
-        if compiles_quickly(n_padded, n_features, k_padded, covariance_type, steps):
-            return _Layout(k_padded, n_padded, True, 1)
-    quick = compiles_quickly(
-        n_samples, n_features, n_components, covariance_type, steps * n_restarts
-    )
-    return _Layout(n_components, n_samples, quick, n_restarts)
+        shape = (n_padded, n_features, k_padded, covariance_type, total_steps)
+        if _work(*shape) < _PADDING_WORK:
+            return _Layout(k_padded, n_padded, compiles_quickly(*shape), 1)
+    shape = (n_samples, n_features, n_components, covariance_type, total_steps)
+    return _Layout(n_components, n_samples, compiles_quickly(*shape), n_restarts)
 
 
 def _padded_rows(x: Array, n_rows: int) -> Array:
