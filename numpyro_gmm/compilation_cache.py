@@ -41,7 +41,7 @@ ENV_VAR = "NUMPYRO_GMM_COMPILATION_CACHE"
 #: Size limit of the cache directory, in bytes (least recently used entries go first).
 DEFAULT_MAX_SIZE = 2 * 1024**3
 # Programs that compile faster than this are not worth a disk write and a later read.
-_MIN_COMPILE_TIME_SECS = 0.1
+_MIN_COMPILE_TIME_SECS = 0.0
 _OFF = frozenset({"0", "off", "false", "no", "none", ""})
 _ON = frozenset({"1", "on", "true", "yes", "default"})
 

@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
-from numpyro import handlers
 from numpyro.distributions import constraints
 
 from numpyro_gmm import driver
@@ -35,7 +34,7 @@ from numpyro_gmm.mixture.init import kmeans_plusplus_indices, random_from_data_i
 from numpyro_gmm.mixture.params import precisions_cholesky_from_covariances
 from numpyro_gmm.numpyro_bridge import MixtureModel, UnsupportedModelError, read_model
 from numpyro_gmm.numpyro_bridge.conjugate import ConjugateMixture, match_conjugate
-from numpyro_gmm.numpyro_bridge.reader import unwrap
+from numpyro_gmm.numpyro_bridge.reader import draw_trace, unwrap
 from numpyro_gmm.pipeline import fit_mixture
 from numpyro_gmm.program_cache import ProgramCache
 from numpyro_gmm.validation import (
@@ -174,33 +173,18 @@ class EM(_MAPAlgorithm):
 
     # -- generalized EM on the model's own log density -------------------------------------
 
-    def _initial_values(self, key, x, mixture: MixtureModel) -> dict:
-        trace = handlers.trace(handlers.seed(mixture.model, key)).get_trace(
-            *mixture.args, **mixture.kwargs
-        )
-        values = {name: trace[name]["value"] for name in mixture.latent_sites}
-        given = self.initial_values or {}
-        locs_site = _component_location_site(mixture, trace)
-        if locs_site is not None and locs_site not in given:
-            xm = jnp.asarray(x if x.ndim == 2 else x[:, None])
-            draw = _SEEDING.get(self.init_params, _SEEDING["random_from_data"])
-            indices = draw(key, xm, mixture.n_components)
-            values[locs_site] = jnp.reshape(xm[indices], values[locs_site].shape)
-        for name, value in values.items():
-            if mixture.supports[name] is constraints.simplex:
-                values[name] = jnp.full_like(value, 1.0 / value.shape[-1])
-        values.update(given)
-        return values
-
     def _run_generalized(self, rng_key, x, num_restarts, mixture: MixtureModel) -> MAPResult:
         keys = restart_keys(rng_key, num_restarts)
-        starts = [mixture.unconstrain(self._initial_values(k, x, mixture)) for k in keys]
-        unconstrained = jax.tree.map(lambda *leaves: jnp.stack(leaves), *starts)
-        program = _generalized_program(mixture, self.m_steps, self.max_iter)
+        given = {name: jnp.asarray(v) for name, v in (self.initial_values or {}).items()}
+        seeding = _SEEDING.get(self.init_params, _SEEDING["random_from_data"])
+        seeded = _component_location_site(mixture, given)
+        program = _generalized_program(mixture, self.m_steps, self.max_iter, seeding, seeded)
         data = (jnp.asarray(x), *mixture.args[1:])
-        run_states = program(keys, unconstrained, data, jnp.asarray(self.tol, data[0].dtype))
-        finals = jax.vmap(mixture.constrain)(run_states.kernel_state.params)
-        objectives = np.asarray(jax.vmap(mixture.log_joint)(finals), np.float64)
+        run_states, finals, objectives = program(
+            keys, data, given, jnp.asarray(self.tol, data[0].dtype)
+        )
+        objectives = np.asarray(objectives, np.float64)
+        finals = {name: np.asarray(value) for name, value in finals.items()}
         # A restart whose parameters overflow (e.g. a scale to inf on a component with ~0
         # weight) can keep a finite objective: it failed all the same.
         finite_params = np.all(
@@ -214,7 +198,7 @@ class EM(_MAPAlgorithm):
             failed=np.asarray(run_states.failed) | ~np.isfinite(objectives) | ~finite_params,
         )
         best = choose_restart(restarts)
-        params = {name: np.asarray(value[best]) for name, value in finals.items()}
+        params = {name: value[best] for name, value in finals.items()}
         fit = FitResult(
             params=params,
             objective=float(objectives[best]),
@@ -226,7 +210,7 @@ class EM(_MAPAlgorithm):
             options={"m_step": "generalized", **self._options()},
         )
         warn_about(fit, max_iter=self.max_iter, stacklevel=4)
-        return MAPResult.from_fit(mixture, params, fit)
+        return MAPResult(mixture, params, float(objectives[best]), fit)
 
     def _options(self) -> dict[str, Any]:
         return {**super()._options(), "m_steps": self.m_steps}
@@ -235,22 +219,46 @@ class EM(_MAPAlgorithm):
 _PROGRAMS = ProgramCache(maxsize=16)
 
 
-def _generalized_program(mixture: MixtureModel, m_steps: int, max_iter: int):
-    """The jitted restarts loop of generalized EM, built once per model structure.
+def _generalized_program(
+    mixture: MixtureModel, m_steps: int, max_iter: int, seeding, seeded: str | None
+):
+    """The jitted program of a generalized EM fit (starts, restarts loop, scores), built once
+    per model structure.
 
     A fresh closure would hash differently on every call and recompile; the program depends
     only on the model function, its sites and the static options, so it is cached on those.
     It closes over the model without its data (passed as arguments): the cache keeps no data.
     """
+    options = (m_steps, max_iter, seeding, seeded)
     if mixture.kwargs:  # keyword arguments may hold data: built for this call only
-        return _build_generalized_program(mixture, m_steps, max_iter)
+        return _build_generalized_program(mixture, *options)
     return _PROGRAMS.get(
-        (*mixture.structure_key(), m_steps, max_iter),
-        lambda: _build_generalized_program(mixture.without_data(), m_steps, max_iter),
+        (*mixture.structure_key(), *options),
+        lambda: _build_generalized_program(mixture.without_data(), *options),
     )
 
 
-def _build_generalized_program(mixture: MixtureModel, m_steps: int, max_iter: int):
+def _initial_values(
+    mixture: MixtureModel, key, data: tuple, given: dict, seeding, seeded: str | None
+) -> dict:
+    """A restart's start (constrained): :func:`draw_trace`'s random point, the component locations
+    ``seeded`` from data points by ``seeding``, equal weights on simplex sites, and the
+    user's ``given`` values over all of these."""
+    trace = draw_trace(mixture.model, key, *data, **mixture.kwargs)
+    values = {name: trace[name]["value"] for name in mixture.latent_sites}
+    if seeded is not None:
+        x = data[0] if data[0].ndim == 2 else data[0][:, None]
+        indices = seeding(key, x, mixture.n_components)
+        values[seeded] = jnp.reshape(x[indices], values[seeded].shape)
+    for name, value in values.items():
+        if mixture.supports[name] is constraints.simplex:
+            values[name] = jnp.full_like(value, 1.0 / value.shape[-1])
+    return {**values, **given}
+
+
+def _build_generalized_program(
+    mixture: MixtureModel, m_steps: int, max_iter: int, seeding, seeded: str | None
+):
     kernel = get_kernel("generalized_em", parameters="pytree")
 
     def log_probs_and_prior(params, data):
@@ -258,12 +266,15 @@ def _build_generalized_program(mixture: MixtureModel, m_steps: int, max_iter: in
 
     step = kernel.build_kernel(log_probs_and_prior, m_steps=m_steps)
 
+    def start(key, data, given):
+        values = _initial_values(mixture, key, data, given, seeding, seeded)
+        state = kernel.init(mixture.unconstrain(values))
+        return driver.init_run_state(state, max_iter, data[0].dtype)
+
     @jax.jit
-    def program(keys, unconstrained, data, tol):
-        states = jax.vmap(lambda u: driver.init_run_state(kernel.init(u), max_iter, tol.dtype))(
-            unconstrained
-        )
-        return driver.advance_restarts(
+    def program(keys, data, given, tol):
+        states = jax.vmap(start, in_axes=(0, None, None))(keys, data, given)
+        run_states = driver.advance_restarts(
             keys,
             step,
             states,
@@ -272,32 +283,38 @@ def _build_generalized_program(mixture: MixtureModel, m_steps: int, max_iter: in
             tol=tol,
             objective_scale=1.0 / data[0].shape[0],
         )
+        finals = jax.vmap(mixture.constrain)(run_states.kernel_state.params)
+        objectives = jax.vmap(lambda params: mixture.log_joint(params, data))(finals)
+        return run_states, finals, objectives
 
     return program
 
 
-def _component_location_site(mixture: MixtureModel, trace) -> str | None:
-    """The latent site whose value is the (K, D) or (K,) array of the component means.
+def _component_location_site(mixture: MixtureModel, given: dict) -> str | None:
+    """The latent site whose value is the (K, D) or (K,) array of the component means (None
+    when the user gives its initial value, or none is found).
 
-    Found by value: the site equals the mixture's component means (styles A, B), or indexed by
-    the sampled assignments it equals the observed site's mean (style C).
+    Found by value in a random start (:func:`draw_trace`): the site equals the mixture's
+    component means (styles A, B), or indexed by the sampled assignments it equals the
+    observed site's mean (style C).
     """
+    trace = draw_trace(mixture.model, 0, *mixture.args, **mixture.kwargs)
     site = trace[mixture.mixture_site]
     fn = site["fn"]
     while hasattr(fn, "base_dist") and not hasattr(fn, "component_mean"):
         fn = fn.base_dist
     if mixture.style == "C":
-        assignments = trace[mixture.assignment_site]["value"]
-        target, index = fn.mean, assignments
+        target = np.asarray(fn.mean)
+        index = np.asarray(trace[mixture.assignment_site]["value"])
     else:
-        target, index = fn.component_mean, None
+        target, index = np.asarray(fn.component_mean), None
     for name in mixture.latent_sites:
-        value = trace[name]["value"]
-        if jnp.ndim(value) == 0 or jnp.shape(value)[0] != mixture.n_components:
+        value = np.asarray(trace[name]["value"])
+        if value.ndim == 0 or value.shape[0] != mixture.n_components:
             continue
         candidate = value if index is None else value[index]
-        if jnp.shape(candidate) == jnp.shape(target) and bool(jnp.allclose(candidate, target)):
-            return name
+        if candidate.shape == target.shape and np.allclose(candidate, target):
+            return None if name in given else name
     return None
 
 
@@ -305,7 +322,7 @@ def _read_mixture(model, x, model_args, model_kwargs) -> MixtureModel:
     """Locate the mixture of ``model(x, ...)`` and check that its MAP can exist.
 
     Refused: a distribution with invalid parameters (NumPyro's own check, or a non-finite log
-    density at a draw from the prior when validation is off), and a Dirichlet prior with a
+    density at a random point of the support when validation is off), and a Dirichlet prior with a
     concentration below 1, whose density is unbounded, so that no MAP exists.
     """
     spec = getattr(model, "spec", None)  # a builder model knows K before it is traced
@@ -321,15 +338,15 @@ def _read_mixture(model, x, model_args, model_kwargs) -> MixtureModel:
             "parameters in their valid range."
         ) from error
     check_n_samples(x.shape[0], mixture.n_components)
-    trace = handlers.trace(handlers.seed(mixture.model, 0)).get_trace(
-        *mixture.args, **mixture.kwargs
-    )
+    trace = draw_trace(mixture.model, 0, *mixture.args, **mixture.kwargs)
+    values = {name: trace[name]["value"] for name in mixture.latent_sites}
+    site_log_priors = mixture.compiled("site_log_priors")(values, mixture.args)
     for name in mixture.latent_sites:
         site = trace[name]
-        if not np.isfinite(np.sum(np.asarray(site["fn"].log_prob(site["value"])))):
+        if not np.isfinite(np.asarray(site_log_priors[name])):
             raise ValueError(
-                f"The prior of site {name!r} has a non-finite log density at a draw from "
-                "the model: give its distribution finite parameters in their valid range."
+                f"The prior of site {name!r} has a non-finite log density at a point of "
+                "its support: give its distribution finite parameters in their valid range."
             )
         fn = unwrap(site["fn"])
         if isinstance(fn, dist.Dirichlet) and np.min(np.asarray(fn.concentration)) < 1.0:

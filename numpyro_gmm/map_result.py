@@ -38,10 +38,8 @@ class MAPResult:
     @classmethod
     def from_fit(cls, mixture, params: Mapping[str, Any], fit: FitResult) -> MAPResult:
         """Score ``params`` with the model's own log joint."""
-        import jax.numpy as jnp
-
         params = {name: np.asarray(value) for name, value in params.items()}
-        objective = float(mixture.log_joint({k: jnp.asarray(v) for k, v in params.items()}))
+        objective = float(mixture.compiled("log_joint")(params, mixture.args))
         return cls(mixture, params, objective, fit)
 
     @property

@@ -91,9 +91,10 @@ def build_kernel(
         (candidate, _), _ = jax.lax.scan(
             lbfgs_step, (params, optimizer.init(params)), None, length=m_steps
         )
-        improved = jnp.isfinite(negative_q(candidate)) & (
-            negative_q(candidate) <= negative_q(params)
-        )
+        # Q at the entering parameters from the E-step's own evaluation of the model.
+        entering_q = jnp.sum(responsibilities * log_prob) + log_prior_value
+        candidate_q = -negative_q(candidate)
+        improved = jnp.isfinite(candidate_q) & (candidate_q >= entering_q)
         new_params = jax.tree.map(lambda new, old: jnp.where(improved, new, old), candidate, params)
         info = EMInfo(
             objective=objective,

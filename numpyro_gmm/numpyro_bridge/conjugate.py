@@ -22,11 +22,10 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
-from numpyro import handlers
 
 from numpyro_gmm.mixture.covariance import covariance_shape, expand_to_full, is_matrix_type
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
-from numpyro_gmm.numpyro_bridge.reader import MixtureModel, unwrap
+from numpyro_gmm.numpyro_bridge.reader import MixtureModel, draw_trace, unwrap
 
 __all__ = ["ConjugateMixture", "match_conjugate"]
 
@@ -225,9 +224,7 @@ def match_conjugate(mixture: MixtureModel) -> ConjugateMixture | None:
     try:
         reads = []
         for seed in (1, 2):
-            trace = handlers.trace(handlers.seed(mixture.model, seed)).get_trace(
-                *mixture.args, **mixture.kwargs
-            )
+            trace = draw_trace(mixture.model, seed, *mixture.args, **mixture.kwargs)
             reads.append(_read(mixture, trace))
     except (_NoMatch, AttributeError, TypeError, ValueError, KeyError, IndexError):
         return None

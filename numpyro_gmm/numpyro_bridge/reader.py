@@ -20,12 +20,16 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.distributions import transforms
 from numpyro.distributions.transforms import biject_to
+from numpyro.infer.initialization import init_to_uniform
 
-__all__ = ["UnsupportedModelError", "MixtureModel", "read_model", "unwrap"]
+from numpyro_gmm.program_cache import ProgramCache
+
+__all__ = ["UnsupportedModelError", "MixtureModel", "draw_trace", "read_model", "unwrap"]
 
 _WRAPPERS = (dist.ExpandedDistribution, dist.Independent, dist.MaskedDistribution)
 
@@ -94,15 +98,18 @@ class MixtureModel(NamedTuple):
             substituted = handlers.substitute(self.model, data=params)
             return funsor_trace(substituted).get_trace(*args, **self.kwargs)
 
-    def _log_prior_from_trace(self, trace) -> jax.Array:
-        total = 0.0
+    def _site_log_priors_from_trace(self, trace) -> dict[str, jax.Array]:
+        priors = {}
         for name in self.latent_sites:
             site = trace[name]
             log_prob = site["fn"].log_prob(site["value"])
             if site.get("scale") is not None:
                 log_prob = site["scale"] * log_prob
-            total = total + jnp.sum(log_prob)
-        return total
+            priors[name] = jnp.sum(log_prob)
+        return priors
+
+    def _log_prior_from_trace(self, trace) -> jax.Array:
+        return sum(self._site_log_priors_from_trace(trace).values(), start=jnp.zeros(()))
 
     def component_log_probs_and_log_prior(
         self, params: dict, args: tuple | None = None
@@ -137,6 +144,11 @@ class MixtureModel(NamedTuple):
         """Sum of the latent sites' log densities (constrained space, no Jacobian)."""
         return self.component_log_probs_and_log_prior(params)[1]
 
+    def site_log_priors(self, params: dict, args: tuple | None = None) -> dict[str, jax.Array]:
+        """Each latent site's log density at ``params`` (constrained), summed over its shape."""
+        args = self.args if args is None else args
+        return self._site_log_priors_from_trace(self._trace(params, args))
+
     def log_joint(self, params: dict, args: tuple | None = None) -> jax.Array:
         """The model's log joint at ``params`` (constrained), discrete assignments summed out."""
         log_probs, log_prior = self.component_log_probs_and_log_prior(params, args)
@@ -153,6 +165,21 @@ class MixtureModel(NamedTuple):
             self.latent_sites,
             self.n_components,
         )
+
+    def compiled(self, name: str) -> Callable:
+        """The method ``name`` (a function of ``(params, args)``) as a jitted function,
+        cached on the model's structure, so that scoring parameters costs one program rather
+        than one compilation per operation of the model. Call it with the model's arguments,
+        e.g. ``mixture.compiled("log_joint")(params, mixture.args)``.
+
+        Arguments that are not arrays (e.g. a number of components used as a shape) cannot
+        be traced: such models, and models with keyword arguments (which the program would
+        close over), get the method itself, run operation by operation.
+        """
+        if self.kwargs or not _all_arrays(self.args):
+            return getattr(self, name)
+        bare = self.without_data()
+        return _COMPILED.get((*self.structure_key(), name), lambda: jax.jit(getattr(bare, name)))
 
     def without_data(self) -> "MixtureModel":
         """The same model with no arguments bound: what a cached program may close over
@@ -171,6 +198,25 @@ class MixtureModel(NamedTuple):
         return {name: t.inv(params[name]) for name, t in self.transforms().items()}
 
 
+_COMPILED = ProgramCache(maxsize=32)
+
+
+def _all_arrays(tree) -> bool:
+    return all(isinstance(leaf, np.ndarray | jax.Array) for leaf in jax.tree.leaves(tree))
+
+
+def draw_trace(model: Callable, rng_key, *args, **kwargs):
+    """The model's trace at a random start: every continuous latent site uniform in
+    ``(-2, 2)`` in its unconstrained space (NumPyro's ``init_to_uniform``, the start of its own
+    samplers), discrete sites drawn from the model.
+
+    Unlike a draw from the prior, it needs no sampler of the model's distributions (a
+    Dirichlet's, for instance, is a rejection loop that costs a compilation of its own).
+    """
+    start = handlers.substitute(handlers.seed(model, rng_key), substitute_fn=init_to_uniform)
+    return handlers.trace(start).get_trace(*args, **kwargs)
+
+
 def read_model(model: Callable, *args, **kwargs) -> MixtureModel:
     """Trace ``model(*args, **kwargs)`` once and locate its mixture.
 
@@ -181,7 +227,7 @@ def read_model(model: Callable, *args, **kwargs) -> MixtureModel:
         enumerated assignments (e.g. a ``markov`` chain), a discrete latent site that is not
         an enumerated assignment (no gradient path), or a non-Categorical assignment.
     """
-    trace = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **kwargs)
+    trace = draw_trace(model, 0, *args, **kwargs)
     samples = {name: site for name, site in trace.items() if site["type"] == "sample"}
     observed = [name for name, site in samples.items() if site["is_observed"]]
     mixtures = [name for name in observed if _is_mixture(samples[name]["fn"])]
