@@ -13,7 +13,8 @@ streaming and several devices:
 method                    stages
 ========================  =====================================================================
 ``"em"``                  (MAP-)EM from the chosen initialization, restarts vmapped.
-``"biglearn_em"``         standardize -> BigLearn-EM (:mod:`numpyro_gmm.kernels.biglearn_em`)
+``"biglearn_em"``         (1-D diag/spherical as full) -> standardize -> BigLearn-EM
+                          (:mod:`numpyro_gmm.kernels.biglearn_em`)
                           for exactly ``max_iter`` outer iterations (stochastic: no early stop)
                           -> polish: up to ``polish_iter`` (default 50) joint-EM steps that keep
                           the eigenvalue floor and drop the weight smoothing, stopping at
@@ -230,6 +231,55 @@ def run_biglearn(job: Job, options: dict, run_next) -> FitResult:
     return result.replace(extras={**result.extras, "polish_iter": polish_iter})
 
 
+def _n_features(x: Any) -> int:
+    array = x.array if hasattr(x, "array") else x
+    return int(array.shape[1])
+
+
+def full_in_one_dimension(job: Job, options: dict, run_next) -> FitResult:
+    """Run a one-dimensional diag or spherical fit as a full one and map the result back.
+
+    BigLearn-EM's transformed matchings rotate covariances (``A Sigma A^T``), which keeps only
+    full covariances. In one dimension a rotation is a sign, and diag and spherical variances
+    are 1 x 1 covariances; the Inverse-Gamma prior ``IG(a, b)`` of a variance is the
+    Inverse-Wishart ``IW(2a, 2b)`` of the same 1 x 1 matrix, density for density, so the fit,
+    its objective and its prior are unchanged. Other non-full fits are refused.
+    """
+    covariance_type = job.covariance_type
+    if covariance_type == "full":
+        return run_next(job, options)
+    n_features = _n_features(job.x)
+    if covariance_type == "tied" or n_features > 1:
+        raise ValueError(
+            f"method='biglearn_em' fits covariance_type='full', and 'diag' or 'spherical' only "
+            f"with one feature; got {covariance_type!r} with {n_features} "
+            f"feature{'s' if n_features != 1 else ''}. Its "
+            "matchings rotate the covariances (A Sigma A^T), which does not keep diagonal or "
+            "spherical structure, and tied covariances would need a pooled update shared by "
+            "all components. Use covariance_type='full', or method='em' or 'gradient_em' for "
+            f"{covariance_type!r}."
+        )
+    initial = job.initial
+    if initial.precisions_cholesky is not None:
+        factor = jnp.reshape(jnp.asarray(initial.precisions_cholesky), (-1, 1, 1))
+        initial = initial._replace(precisions_cholesky=factor)
+    prior = job.prior
+    if prior is not None and prior.variance_concentration is not None:
+        prior = prior._replace(
+            covariance_df=2.0 * jnp.asarray(prior.variance_concentration),
+            covariance_scale=jnp.reshape(2.0 * jnp.asarray(prior.variance_rate), (1, 1)),
+            variance_concentration=None,
+            variance_rate=None,
+        )
+    result = run_next(job.with_(covariance_type="full", initial=initial, prior=prior), options)
+    shape = (-1, 1) if covariance_type == "diag" else (-1,)
+    params = result.params._replace(
+        precisions_cholesky=np.reshape(np.asarray(result.params.precisions_cholesky), shape)
+    )
+    covariances = None if result.covariances is None else np.reshape(result.covariances, shape)
+    return result.replace(params=params, covariances=covariances, covariance_type=covariance_type)
+
+
 def standardize(job: Job, options: dict, run_next) -> FitResult:
     """Run the rest on ``z = (x - shift) / scale`` and map its result back to ``x``.
 
@@ -427,7 +477,7 @@ def _fixed_precisions(covariance_type: str, n: int, d: int, variance: float, dty
 
 RECIPES: dict[str, tuple[Stage, ...]] = {
     "em": (run_kernel("em"),),
-    "biglearn_em": (standardize, run_biglearn),
+    "biglearn_em": (full_in_one_dimension, standardize, run_biglearn),
     "gradient_em": (over_parameterize, run_kernel("gradient_em")),
 }
 METHODS: tuple[str, ...] = tuple(RECIPES)

@@ -112,7 +112,8 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         (``n_components_found_``), then merges or splits those to ``n_components``. Its
         covariances are learned by default (``method_options={"learn_covariance": False}``
         keeps them at the identity, the setting of its theory, which depends on the data's
-        units).
+        units). ``"biglearn_em"`` fits full covariances, and diag or spherical ones with a
+        single feature (its rotated matchings keep no other structure).
     method_options : dict, optional
         Options of the method (e.g. BigLearn-EM's ``p_joint``, ``weight_smoothing``,
         ``eigenvalue_floor``, ``polish_iter``; gradient EM's ``step_size``,

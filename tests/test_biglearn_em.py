@@ -446,3 +446,52 @@ def test_floored_em_polish_keeps_the_eigenvalue_floor(dtype):
     tol = dict(rtol=1e-3, atol=1e-3) if dtype == np.float32 else dict(rtol=1e-8, atol=1e-8)
     for leaf_a, leaf_b in zip(floored.params, second.params, strict=True):
         np.testing.assert_allclose(np.asarray(leaf_a), np.asarray(leaf_b), **tol)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_one_dimensional_diag_and_spherical_models_reach_the_em_map(covariance_type):
+    import numpyro_gmm as ngm
+    from numpyro_gmm.models import gaussian_mixture
+
+    rng = np.random.default_rng(0)
+    y = np.concatenate([rng.normal(-4, 1, 100), rng.normal(0, 0.5, 100), rng.normal(5, 2, 100)])
+    model = gaussian_mixture(3, covariance_type=covariance_type)
+    em = ngm.fit(model, y, method="em", num_restarts=4)
+    biglearn = ngm.fit(model, y, method="biglearn_em", num_restarts=4)
+    # The Inverse-Gamma prior of a variance is run as the Inverse-Wishart of the same 1 x 1
+    # matrix: a wrong conversion would move the mode away from EM's under the model's prior.
+    assert biglearn.objective == pytest.approx(em.objective, abs=1e-3 * len(y))
+    order_em = np.argsort(np.ravel(em.params["locs"]))
+    order_bl = np.argsort(np.ravel(biglearn.params["locs"]))
+    for name in ("weights", "locs", "variances"):
+        np.testing.assert_allclose(
+            np.ravel(biglearn.params[name])[order_bl],
+            np.ravel(em.params[name])[order_em],
+            rtol=5e-3,
+            atol=1e-3,
+        )
+
+
+def test_one_dimensional_spherical_facade_keeps_its_covariance_layout():
+    from numpyro_gmm import GaussianMixture
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(-3, 1, (80, 1)), rng.normal(3, 1, (80, 1))])
+    gm = GaussianMixture(2, covariance_type="spherical", method="biglearn_em", random_state=0)
+    gm.fit(x)
+    assert gm.covariances_.shape == (2,) and gm.precisions_cholesky_.shape == (2,)
+    np.testing.assert_allclose(np.sort(gm.means_[:, 0]), [-3, 3], atol=0.5)
+
+
+@pytest.mark.parametrize(
+    ("covariance_type", "n_features"), [("diag", 2), ("spherical", 3), ("tied", 1)]
+)
+def test_other_non_full_models_are_refused_with_what_to_use(covariance_type, n_features):
+    from numpyro_gmm import GaussianMixture
+
+    x = np.random.default_rng(2).normal(size=(60, n_features))
+    gm = GaussianMixture(2, covariance_type=covariance_type, method="biglearn_em")
+    with pytest.raises(
+        ValueError, match="'diag' or 'spherical' only with one feature.*method='em'"
+    ):
+        gm.fit(x)
