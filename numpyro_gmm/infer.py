@@ -362,8 +362,11 @@ def _read_mixture(model, x, model_args, model_kwargs) -> MixtureModel:
 
 
 def _check_observations(x) -> np.ndarray:
+    """Checked observations in JAX's float precision (float64 with x64 on, float32 off), the
+    precision the model's own sites take: parameters, data and helpers (``init_to_value``,
+    NUTS warm starts) then share one dtype."""
     array = check_data(x, allow_1d=True)
-    array = array.astype(working_dtype(array.dtype), copy=False)
+    array = array.astype(working_dtype(np.float64), copy=False)
     return array[:, 0] if np.ndim(x) == 1 else array
 
 
