@@ -457,15 +457,53 @@ class GaussianMixture(*_ESTIMATOR_BASES):
             n_components=int(np.shape(self.weights_)[0]),
             feature_names=feature_names,
         )
+        log_prob = self._weighted_log_prob(x)
+        log_likelihood = logsumexp(log_prob, axis=1)
+        # Only plain values: what from_datatree can give back to the constructor.
+        params = {
+            name: value
+            for name, value in self.get_params().items()
+            if isinstance(value, str | int | float | bool | dict | type(None))
+        }
         return build_datatree(
             self.fit_result_,
             point,
             layout,
             objective=self.objective_,
             observed=x,
-            log_likelihood=self.score_samples(x),
-            attrs={"covariance_type": self.covariance_type, **(attrs or {})},
+            log_likelihood=log_likelihood,
+            responsibilities=np.exp(log_prob - log_likelihood[:, None]),
+            attrs={
+                "covariance_type": self.covariance_type,
+                "estimator_params": params,
+                "feature_names_in": hasattr(self, "feature_names_in_"),
+                **(attrs or {}),
+            },
         )
+
+    @classmethod
+    def from_datatree(cls, tree) -> "GaussianMixture":
+        """A fitted estimator from a tree written by :meth:`to_datatree` (or ``numpyro-gmm
+        fit``): ``predict``, ``predict_proba``, ``score_samples`` and ``sample`` work as on
+        the estimator that wrote it.
+
+        Parameters
+        ----------
+        tree : xarray.DataTree, str or path
+            The tree, or the path of its netCDF file.
+
+        Returns
+        -------
+        GaussianMixture
+
+        See Also
+        --------
+        numpyro_gmm.saved_fit.load_gaussian_mixture
+        """
+        from numpyro_gmm.saved_fit import load_gaussian_mixture
+
+        return load_gaussian_mixture(tree, cls=cls)
+
 
     def _n_parameters(self) -> int:
         n_components, n_features = self.means_.shape
