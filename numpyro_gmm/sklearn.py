@@ -504,7 +504,6 @@ class GaussianMixture(*_ESTIMATOR_BASES):
 
         return load_gaussian_mixture(tree, cls=cls)
 
-
     def _n_parameters(self) -> int:
         n_components, n_features = self.means_.shape
         return n_parameters(n_components, n_features, self.covariance_type)
