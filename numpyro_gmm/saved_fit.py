@@ -68,10 +68,10 @@ def open_fit(source: xr.DataTree | str | os.PathLike) -> xr.DataTree:
         try:
             with xr.open_datatree(path) as opened:
                 tree = opened.load().copy()
-        except (OSError, ValueError, TypeError) as error:
+        except (OSError, ValueError, TypeError):
+            # xarray's own message lists IO backends, which is no help here.
             raise ValueError(
-                f"{path!r} cannot be read as a saved fit (a netCDF DataTree): "
-                f"{' '.join(str(error).split()) or type(error).__name__}"
+                f"{path!r} cannot be read as a saved fit: it is not a netCDF DataTree."
             ) from None
     missing = [name for name in REQUIRED_GROUPS if name not in tree.children]
     if missing or "method" not in tree.attrs:

@@ -459,11 +459,12 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         )
         log_prob = self._weighted_log_prob(x)
         log_likelihood = logsumexp(log_prob, axis=1)
-        # Only plain values: what from_datatree can give back to the constructor.
+        # Only plain values: what from_datatree can give back to the constructor. The
+        # class's own parameters, whatever a subclass's constructor looks like.
         params = {
-            name: value
-            for name, value in self.get_params().items()
-            if isinstance(value, str | int | float | bool | dict | type(None))
+            name: getattr(self, name)
+            for name in GaussianMixture._get_param_names()
+            if isinstance(getattr(self, name), str | int | float | bool | dict | type(None))
         }
         return build_datatree(
             self.fit_result_,

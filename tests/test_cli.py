@@ -1,6 +1,7 @@
 """Tests of the ``numpyro-gmm`` command line and of the quick-look plot."""
 
 import argparse
+import inspect
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import sklearn.mixture
 import xarray as xr
 from matplotlib.figure import Figure
 
+import numpyro_gmm as ngm
 import numpyro_gmm.cli.fit as cli_fit
 from numpyro_gmm import cli
 from numpyro_gmm.datasets import load_example
@@ -58,8 +60,11 @@ def test_fit_default_example_writes_netcdf_and_png(tmp_path, capsys):
             "observed_data",
             "restarts",
             "em_trace",
+            "assignments",
         }
         assert dt["restarts"]["objective"].shape == (2,)  # --n-init 2
+        labels = dt["assignments"]["label"].values[0, 0]
+        assert labels.shape == (272,) and set(np.unique(labels)) == {0, 1}
         post = dt["posterior"]
         assert post["locs"].shape == (1, 1, 2, 2)
         assert post["covariances"].dims[-3:] == ("component", "feature", "feature_bis")
@@ -533,6 +538,7 @@ def test_netcdf_has_the_layout_of_gaussian_mixture_to_datatree(
             "observed_data",
             "restarts",
             "em_trace",
+            "assignments",
         }
         assert set(got["posterior"]) == {"weights", "locs", COVARIANCE_SITES[covariance_type]}
         assert set(got["observed_data"]) == set(got["log_likelihood"]) == {"obs"}
@@ -544,3 +550,114 @@ def test_netcdf_has_the_layout_of_gaussian_mixture_to_datatree(
         assert dt.attrs["objective_convention"] == expected.attrs["objective_convention"]
         # the same fit: the objective is the estimator's objective_
         np.testing.assert_allclose(float(dt["sample_stats"]["lp"].item()), gm.objective_, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- saved fits
+
+
+@pytest.fixture(scope="module")
+def saved_fit(tmp_path_factory):
+    """A small fit saved by ``fit``, and new rows with their CSV file."""
+    directory = tmp_path_factory.mktemp("saved")
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(-2, 1, (30, 2)), rng.normal(2, 1, (30, 2))])
+    train = directory / "train.csv"
+    np.savetxt(train, x, delimiter=",", header="u,v", comments="", fmt="%.10g")
+    new = rng.normal(0, 2.5, (25, 2))
+    rows = directory / "new.csv"
+    # Columns in another order, plus one the fit does not use: read by name.
+    table = np.column_stack([new[:, 1], np.arange(25), new[:, 0]])
+    np.savetxt(rows, table, delimiter=",", header="v,id,u", comments="", fmt="%.17g")
+    out = directory / "fit.nc"
+    status = cli.main(["fit", str(train), *FAST, "--out", str(out), "--no-plot", "--quiet"])
+    assert status == 0
+    return out, rows, new
+
+
+def test_predict_gives_the_labels_of_the_loaded_estimator(saved_fit, tmp_path, capsys):
+    fit_path, rows, new = saved_fit
+    capsys.readouterr()
+    out = tmp_path / "labels.csv"
+    rc, stdout, stderr = _run(["predict", str(fit_path), str(rows), "--out", str(out)], capsys)
+    assert rc == 0, stderr
+    assert str(out) in stdout
+    gm = ngm.load_gaussian_mixture(fit_path)
+    assert isinstance(gm, GaussianMixture)
+    table = np.genfromtxt(out, delimiter=",", names=True)
+    assert table.dtype.names == ("label", "prob_0", "prob_1", "log_density")
+    np.testing.assert_array_equal(table["label"].astype(int), gm.predict(new))
+    probabilities = np.column_stack([table["prob_0"], table["prob_1"]])
+    # 17 significant digits: the values read back exactly
+    np.testing.assert_array_equal(probabilities, gm.predict_proba(new))
+    np.testing.assert_array_equal(table["log_density"], gm.score_samples(new))
+    # To standard output by default, the same table.
+    rc, stdout, _ = _run(["predict", str(fit_path), str(rows)], capsys)
+    assert rc == 0 and stdout == out.read_text(encoding="utf-8")
+
+
+def test_score_is_the_estimator_score(saved_fit, capsys):
+    fit_path, rows, new = saved_fit
+    capsys.readouterr()
+    rc, stdout, stderr = _run(["score", str(fit_path), str(rows)], capsys)
+    assert rc == 0, stderr
+    assert float(stdout.strip()) == ngm.load_gaussian_mixture(fit_path).score(new)
+    assert stderr == ""
+
+
+def test_info_names_k_method_and_features(saved_fit, capsys):
+    fit_path, _, _ = saved_fit
+    capsys.readouterr()
+    rc, stdout, stderr = _run(["info", str(fit_path)], capsys)
+    assert rc == 0, stderr
+    gm = ngm.load_gaussian_mixture(fit_path)
+    assert "method: em, K=2, covariance_type=full" in stdout
+    assert "features: u, v" in stdout
+    assert f"converged: {gm.converged_}" in stdout
+    assert f"{gm.weights_[0]:.4f}" in stdout and f"{gm.objective_:.6g}" in stdout
+    assert "command: numpyro-gmm fit" in stdout
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    rc, stdout, _ = _run(["--version"], capsys)
+    assert rc == 0
+    assert stdout.strip() == f"numpyro-gmm {version('numpyro_gmm')}"
+
+
+def test_cli_defaults_are_the_class_defaults():
+    """Every fitting default of ``fit`` is GaussianMixture's (both read pipeline.DEFAULTS)."""
+    fit_parser = _subparser("fit")
+    defaults = {a.dest: a.default for a in fit_parser._actions}
+    signature = inspect.signature(GaussianMixture.__init__).parameters
+    shared = {
+        "covariance_type": "covariance_type",
+        "method": "method",
+        "n_init": "n_init",
+        "init_params": "init_params",
+        "max_iter": "max_iter",
+        "tol": "tol",
+        "reg_covar": "reg_covar",
+    }
+    for dest, name in shared.items():
+        assert defaults[dest] == signature[name].default, name
+        assert type(defaults[dest]) is type(signature[name].default), name
+    # The two deliberate differences, documented in the help and the README: two
+    # components (one is no mixture) and a fixed seed (a run is reproducible).
+    assert (defaults["components"], signature["n_components"].default) == (2, 1)
+    assert (defaults["random_state"], signature["random_state"].default) == (0, None)
+
+
+def _subparser(name):
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices[name]
+
+
+@pytest.mark.parametrize("command", ["fit", "predict", "score", "info"])
+def test_every_subcommand_documents_its_defaults(command, capsys):
+    rc, stdout, _ = _run([command, "--help"], capsys)
+    assert rc == 0 and "usage: numpyro-gmm " + command in stdout
+    for action in _subparser(command)._actions:
+        if action.dest != "help":
+            assert "default" in (action.help or ""), (command, action.dest)

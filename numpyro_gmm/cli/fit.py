@@ -78,6 +78,14 @@ def run_fit(args: argparse.Namespace) -> int:
 
     x, names, source = load_data(args.data, args.example, args.columns, note)
     if getattr(args, "float32", False):  # the class computes in the precision of its input
+        from numpyro_gmm.validation import check_float32_precision
+
+        # Checked before the conversion, which would hide the loss from the class's check.
+        try:
+            check_float32_precision(x, name=source, dtype=np.float32)
+        except ValueError as err:
+            reason = _first_line(err).split(". Subtract")[0]
+            raise CLIError(f"{reason}; subtract the column means or drop --float32") from None
         x = x.astype(np.float32)
     n, d = x.shape
     if n < args.components:
@@ -137,7 +145,6 @@ def run_fit(args: argparse.Namespace) -> int:
         )
     means = np.asarray(gm.means_, dtype=np.float64).reshape(n_found, d)
     covariances = np.asarray(gm.covariances_, dtype=np.float64)
-    objective = float(gm.objective_)
     try:
         # The one writer, in the precision of the fit.
         dt = gm.to_datatree(x, feature_names=names, attrs=datatree_attrs(args, source))
@@ -153,6 +160,6 @@ def run_fit(args: argparse.Namespace) -> int:
         write_plot(x, (weights, means, covariances), args.covariance_type, labels, names, plot_path)
         progress(f"wrote {plot_path}")
 
-    print(format_summary(gm, names, source, x, objective, args))
+    print(format_summary(gm, names, source, n))
     print(f"wrote: {out_path}" + (f", {plot_path}" if plot_path is not None else ""))
     return 0
