@@ -66,7 +66,7 @@ from numpyro_gmm.mixture.params import GMMParams, precisions_cholesky_from_covar
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
 from numpyro_gmm.overparameterized import default_n_components, prune_and_merge, to_n_components
 from numpyro_gmm.program_cache import release_compiled_programs_if_crowded
-from numpyro_gmm.progress import report
+from numpyro_gmm.progress import Every, report
 
 __all__ = ["DEFAULTS", "METHODS", "RECIPES", "Job", "fit_mixture", "method_options"]
 
@@ -106,7 +106,7 @@ class Job:
     reg_covar: float
     prior: GaussianMixturePrior | None
     chunk_size: int | None
-    progress_interval: int | None
+    progress_interval: int | Every | None
     mesh: Mesh | None
     # A warm start's previous per-sample objective: the first step's convergence test
     # compares with it (scikit-learn's warm_start). Only the kernel stage of "em" uses it.
@@ -476,7 +476,7 @@ def fit_mixture(
     prior: GaussianMixturePrior | None = None,
     options: Mapping[str, Any] | None = None,
     chunk_size: int | None = None,
-    progress_interval: int | None = None,
+    progress_interval: int | Every | None = None,
     mesh: Mesh | None = None,
     warn: bool = True,
     previous_objective: float | None = None,
@@ -506,8 +506,10 @@ def fit_mixture(
         The method's own options (:func:`method_options`).
     chunk_size : int, optional
         Rows per E-step chunk.
-    progress_interval : int, optional
-        Report progress every that many iterations.
+    progress_interval : int or Every, optional
+        Report progress every that many iterations, or as the
+        :class:`~numpyro_gmm.progress.Every` says (``Every(seconds=1.0)``: a line about
+        every second, and a last line when the loop ends).
     mesh : Mesh, optional
         Run data-parallel over the devices of this one-axis mesh.
     warn : bool

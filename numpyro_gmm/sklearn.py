@@ -36,6 +36,7 @@ from numpyro_gmm.mixture.params import (
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
 from numpyro_gmm.parallel import data_mesh
 from numpyro_gmm.pipeline import DEFAULTS, METHODS, fit_mixture
+from numpyro_gmm.progress import Every
 from numpyro_gmm.validation import (
     check_data,
     check_initial_values,
@@ -105,7 +106,9 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         Start the next ``fit`` from the current solution (with one restart).
     verbose : int, default=0
         If positive, print progress to stderr every ``verbose_interval`` iterations.
-    verbose_interval : int, default=10
+    verbose_interval : int or numpyro_gmm.progress.Every, default=10
+        Iterations between progress lines; ``Every(seconds=1.0)`` prints them by elapsed
+        time instead (about one a second, whatever the time per iteration).
     method : {"em", "biglearn_em", "gradient_em"}, default="em"
         Training algorithm (see :mod:`numpyro_gmm.pipeline`). ``"gradient_em"`` fits
         ``ceil(3 m ln m)`` components, prunes and merges them to the ``m'`` it finds
@@ -174,7 +177,7 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         random_state=None,
         warm_start: bool = False,
         verbose: int = 0,
-        verbose_interval: int = 10,
+        verbose_interval: "int | Every" = 10,
         method: str = "em",
         method_options: dict | None = None,
         prior: GaussianMixturePrior | None = None,

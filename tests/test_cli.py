@@ -3,6 +3,7 @@
 import argparse
 import inspect
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from numpyro_gmm import cli
 from numpyro_gmm.datasets import load_example
 from numpyro_gmm.pipeline import DEFAULTS, METHODS, method_options
 from numpyro_gmm.plotting import plot_mixture
+from numpyro_gmm.progress import Every
 from numpyro_gmm.sklearn import GaussianMixture
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -94,6 +96,9 @@ def test_fit_default_example_writes_netcdf_and_png(tmp_path, capsys):
     assert str(out) in stdout and str(png) in stdout
     assert "Traceback" not in stderr
     assert "numpyro-gmm: fitting 2 components" in stderr  # progress without --quiet
+    # By time (a line a second at most; this fit is quicker), and a last line per loop.
+    assert re.search(r"Iteration \d+: .*restart 2/2: [01] converged", stderr), stderr
+    assert "Fit done in" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.nc", "fit.png"]
 
 
@@ -124,7 +129,7 @@ def test_options_are_passed_to_the_estimator(tmp_path, capsys, monkeypatch):
         "init_params": "random_from_data",
         "random_state": 7,
         "verbose": 0,
-        "verbose_interval": 10,
+        "verbose_interval": Every(seconds=cli_fit.PROGRESS_SECONDS),
         "method": "em",
         "method_options": None,
     }
@@ -661,3 +666,29 @@ def test_every_subcommand_documents_its_defaults(command, capsys):
     for action in _subparser(command)._actions:
         if action.dest != "help":
             assert "default" in (action.help or ""), (command, action.dest)
+
+
+def test_progress_segments_follow_the_clock():
+    every = Every(seconds=1.0)
+    assert every.throttle().interval == 1.0
+    assert every.segment(0, None) == 1  # first a single step, to measure its time
+    assert every.segment(1, 2.0) == 1  # slow steps (or a compilation): one at a time
+    assert every.segment(1, 1e-4) == 2  # fast steps: the segment at most doubles...
+    assert every.segment(4096, 1e-4) == 5000  # ...up to about half the interval
+    by_steps = Every.of(10)
+    assert by_steps == Every(iterations=10) and by_steps.segment(10, 1e-4) == 10
+    assert by_steps.throttle().interval == 0.0  # a line after every segment
+    assert Every.of(None) is None and Every.of(every) is every
+    for bad in ({}, {"iterations": 1, "seconds": 1.0}, {"iterations": 0}, {"seconds": -1.0}):
+        with pytest.raises(ValueError):
+            Every(**bad)
+
+
+def test_progress_by_time_through_the_estimator(capsys):
+    x, _ = load_example("faithful")
+    gm = GaussianMixture(2, n_init=2, verbose=1, verbose_interval=Every(seconds=60.0))
+    gm.fit(x)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("Iteration")]
+    # within one minute: the first segment's line and each loop's last line only
+    assert len(lines) <= 4 and lines[-1].endswith("converged"), err

@@ -23,8 +23,13 @@ from numpyro_gmm.cli.output import (
     write_plot,
 )
 from numpyro_gmm.cli.parser import PROG, CLIError, check_method_options
+from numpyro_gmm.progress import Every
 
-__all__ = ["run_fit"]
+__all__ = ["PROGRESS_SECONDS", "run_fit"]
+
+#: Seconds between the fit's progress lines on stderr (and a last line when it ends), however
+#: long an iteration takes.
+PROGRESS_SECONDS = 1.0
 
 
 def _estimator_class() -> Any:
@@ -121,7 +126,7 @@ def run_fit(args: argparse.Namespace) -> int:
         init_params=args.init_params,
         random_state=args.random_state,
         verbose=0 if quiet else 1,
-        verbose_interval=10,
+        verbose_interval=Every(seconds=PROGRESS_SECONDS),
         method=args.method,
         method_options=dict(args.option) or None,
     )
