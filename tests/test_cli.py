@@ -692,3 +692,55 @@ def test_progress_by_time_through_the_estimator(capsys):
     lines = [line for line in err.splitlines() if line.startswith("Iteration")]
     # within one minute: the first segment's line and each loop's last line only
     assert len(lines) <= 4 and lines[-1].endswith("converged"), err
+
+
+def test_pair_plot_shows_every_pair_of_features():
+    from numpyro_gmm.plotting import plot_mixture_pairs
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (40, 3)), rng.normal(5, 1, (40, 3))])
+    gm = sklearn.mixture.GaussianMixture(2, covariance_type="full", random_state=0).fit(x)
+    fig = Figure(layout="constrained")
+    got = plot_mixture_pairs(
+        x, gm.weights_, gm.means_, gm.covariances_, "full", feature_names=["a", "b", "c"], fig=fig
+    )
+    assert got is fig and len(fig.axes) == 9
+    grid = np.array(fig.axes).reshape(3, 3)
+    for i in range(3):
+        for j in range(3):
+            ax = grid[i, j]
+            if i == j:  # histogram, the mixture's marginal density and one per component
+                assert len(ax.patches) > 3 and len(ax.get_lines()) == 1 + 2
+            else:  # 2 ellipses and a mean marker per component, points coloured by label
+                assert len(ax.get_lines()) == 3 * 2
+                colors = ax.collections[0].get_facecolors()
+                assert len({tuple(c) for c in np.round(colors[:, :3], 6)}) == 2
+    # the 1-sd ellipse of component 0 in panel (row c, column a) is centred on its means
+    ellipse = grid[2, 0].get_lines()[0].get_xydata()
+    centre = (ellipse.max(axis=0) + ellipse.min(axis=0)) / 2
+    np.testing.assert_allclose(centre, gm.means_[0, [0, 2]], rtol=1e-3, atol=1e-3)
+    assert [ax.get_xlabel() for ax in grid[-1]] == ["a", "b", "c"]
+    assert [ax.get_ylabel() for ax in grid[1:, 0]] == ["b", "c"]
+    assert "K=2" in fig.get_suptitle() and len(fig.legends[0].get_texts()) == 2
+    # Many features: the first max_features only, and the title says so.
+    wide = np.column_stack([x, x[:, :2]])
+    means = np.column_stack([gm.means_, gm.means_[:, :2]])
+    fig = plot_mixture_pairs(wide, gm.weights_, means, np.ones((2, 5)), "diag",
+                             max_features=4, fig=Figure())  # fmt: skip
+    assert len(fig.axes) == 16 and "first 4 of 5 features" in fig.get_suptitle()
+
+
+def test_fit_plots_pairs_for_more_than_two_columns(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(-2, 1, (30, 3)), rng.normal(2, 1, (30, 3))])
+    data = tmp_path / "three.csv"
+    np.savetxt(data, x, delimiter=",", header="p,q,r", comments="", fmt="%.10g")
+    png = tmp_path / "pairs.png"
+    argv = ["fit", str(data), *FAST, "--out", str(tmp_path / "o.nc"), "--plot", str(png)]
+    rc, _, stderr = _run([*argv, "--quiet"], capsys)
+    assert rc == 0, stderr
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    from matplotlib.image import imread
+
+    height, width = imread(png).shape[:2]
+    assert height >= 700 and width >= 700  # a grid of panels, not one 6.4 x 4.8 plot

@@ -113,25 +113,28 @@ def write_plot(
     names: list[str],
     path: str,
 ) -> None:
-    """Plot the data coloured by component and the fitted mixture to a PNG, atomically."""
+    """Plot the data coloured by component and the fitted mixture to a PNG, atomically: one
+    panel for one or two features, a pair plot of every pair for more."""
     from matplotlib.figure import Figure
 
     from numpyro_gmm.atomic import atomic_path
-    from numpyro_gmm.plotting import plot_mixture
+    from numpyro_gmm.plotting import PAIR_PLOT_MAX_FEATURES, plot_mixture, plot_mixture_pairs
 
     weights, means, covariances = params
-    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
-    ax = fig.add_subplot()
-    plot_mixture(
-        x,
-        weights,
-        means,
-        covariances,
-        covariance_type,
-        labels=labels,
-        feature_names=names,
-        ax=ax,
-    )
+    d = means.shape[1]
+    if d > 2:  # every pair of features, not only the first two
+        side = max(6.4, 2.2 * min(d, PAIR_PLOT_MAX_FEATURES))
+        fig = Figure(figsize=(side, side), layout="constrained")
+        plot_mixture_pairs(
+            x, weights, means, covariances, covariance_type, labels=labels,
+            feature_names=names, fig=fig,
+        )  # fmt: skip
+    else:
+        fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+        plot_mixture(
+            x, weights, means, covariances, covariance_type, labels=labels,
+            feature_names=names, ax=fig.add_subplot(),
+        )  # fmt: skip
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
 
