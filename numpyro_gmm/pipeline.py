@@ -182,6 +182,13 @@ def _check_plain(options: Mapping[str, Any]) -> None:
             ) from None
 
 
+def _check_polish_iter(options: Mapping[str, Any]) -> None:
+    # Checked here: a negative count would otherwise surface as a shape error when compiling.
+    value = options.get("polish_iter")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"polish_iter must be an integer >= 0, got {value!r}.")
+
+
 def _keyword_options(function: Callable) -> dict[str, Any]:
     return {
         name: parameter.default
@@ -558,6 +565,7 @@ def fit_mixture(
         )
     options = dict(options or {})
     _check_plain(options)
+    _check_polish_iter(options)
     known = method_options(method) if not job.streamed else None
     if known is not None:
         unknown = sorted(set(options) - set(known))

@@ -97,7 +97,7 @@ def test_fit_default_example_writes_netcdf_and_png(tmp_path, capsys):
     assert "Traceback" not in stderr
     assert "numpyro-gmm: fitting 2 components" in stderr  # progress without --quiet
     # By time (a line a second at most; this fit is quicker), and a last line per loop.
-    assert re.search(r"Iteration \d+: .*restart 2/2: [01] converged", stderr), stderr
+    assert re.search(r"Iteration \d+: .*restart.*: [012] converged", stderr), stderr
     assert "Fit done in" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.nc", "fit.png"]
 

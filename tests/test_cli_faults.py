@@ -242,6 +242,15 @@ def test_option_errors_name_the_option(tmp_path, capsys, monkeypatch, method, op
     assert "absent.csv" not in line
 
 
+def test_an_out_of_range_option_value_names_the_option(tmp_path, capsys, data_csv):
+    argv = ["fit", data_csv, "--method", "biglearn_em", "--option", "polish_iter=-3"]
+    status, err = _main([*argv, "--out", tmp_path / "fit.nc", "--no-plot", "--quiet"], capsys)
+    assert status == 2
+    line = _one_error_line(err)
+    assert line.startswith("numpyro-gmm: error: --option polish_iter=-3: "), line
+    assert "polish_iter must be an integer >= 0" in line
+
+
 def _input_faults(d):
     """The CLI column of docs/INPUTS.md, plus the saved-fit commands' own faults."""
     offset = [f"{1e8 + v:.4f},{v:.4f}" for v in np.random.default_rng(0).normal(size=40)]

@@ -8,6 +8,7 @@ pipeline, :func:`numpyro_gmm.pipeline.fit_mixture`), and ``fit.nc`` is its
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from typing import Any
@@ -42,6 +43,16 @@ def _estimator_class() -> Any:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def _fit_failure(err: BaseException, options: list[tuple[str, Any]]) -> str:
+    """The message of a failed fit; one the method gives about an option names ``--option``
+    (a value of the right type can still be out of range)."""
+    message = _first_line(err)
+    for key, value in options:
+        if re.search(rf"\b{re.escape(key)}\b", message):
+            return f"--option {key}={value}: {message}"
+    return f"the fit failed: {message}"
 
 
 def _report_warnings(caught: list[warnings.WarningMessage]) -> None:
@@ -135,7 +146,7 @@ def run_fit(args: argparse.Namespace) -> int:
         try:
             gm.fit(x)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
-            raise CLIError(f"the fit failed: {_first_line(err)}") from None
+            raise CLIError(_fit_failure(err, args.option)) from None
         labels = np.asarray(gm.predict(x))
     _report_warnings(caught)
 

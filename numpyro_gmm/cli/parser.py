@@ -117,7 +117,7 @@ def check_method_options(method: str, options: Sequence[tuple[str, Any]]) -> Non
         given = f"--option {key}={_option_text(value)}"
         if key in valid:
             types, kind = _expected_kind(defaults[key])
-            if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
                 raise CLIError(
                     f"{given}: method option {key!r} of method {method} takes {kind}, got "
                     f"{_option_text(value)!r}"
@@ -152,7 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit Gaussian mixture models (MAP / maximum likelihood) with numpyro_gmm, "
         "and use a saved fit on new rows.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
+    # The package's one reading of importlib.metadata.version("numpyro_gmm").
+    from numpyro_gmm import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     fit = sub.add_parser(
         "fit",
@@ -161,8 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Fit a Gaussian mixture to the numeric columns of a CSV file (with a header row) "
             f"or to a bundled example (default: {DEFAULT_EXAMPLE}). Writes the result as an "
             "ArviZ-style netCDF file (groups posterior, sample_stats, log_likelihood, "
-            "observed_data, restarts, em_trace; the layout of GaussianMixture.to_datatree) "
-            "and a PNG plot, and prints a summary."
+            "observed_data, assignments, restarts, em_trace; the layout of "
+            "GaussianMixture.to_datatree, loaded back by predict, score, info and "
+            "numpyro_gmm.load_gaussian_mixture) and a PNG plot (a pair plot for more than two "
+            "columns), and prints a summary; progress goes to stderr about once a second."
         ),
         epilog=f"bundled examples: {', '.join(list_examples())}",
     )
@@ -284,15 +289,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_saved_fit_commands(sub)
     return parser
-
-
-def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("numpyro_gmm")
-    except PackageNotFoundError:  # a source tree that is not installed
-        return "0+unknown"
 
 
 def _add_data_arguments(

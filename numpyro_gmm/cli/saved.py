@@ -55,19 +55,18 @@ def _require_rows(args: argparse.Namespace) -> None:
         raise CLIError(f"give the rows to {args.command}: DATA.csv or --example NAME")
 
 
-def _rows(args: argparse.Namespace, gm: Any, tree: Any) -> tuple[np.ndarray, str]:
-    """The rows to predict or score: the fit's columns (or ``--columns``), as the fit read
-    them, in the precision of the fit."""
+def _rows(args: argparse.Namespace, tree: Any) -> np.ndarray:
+    """The rows to predict or score, in float64: the fit's columns (or ``--columns``), read
+    as ``fit`` reads its data. A float32 fit is evaluated in float64 on them, as
+    ``GaussianMixture`` evaluates float64 input."""
     features = _features(tree)
-    x, names, source = load_data(args.data, args.example, args.columns or features)
+    x, _, _ = load_data(args.data, args.example, args.columns or features)
     if x.shape[1] != len(features):
         raise CLIError(
             f"--columns names {x.shape[1]} column(s) but the fit has {len(features)} features "
             f"({', '.join(features)}); name one column per feature, in that order"
         )
-    del names
-    # The fit's own precision, as the estimator scores its training data.
-    return x.astype(np.asarray(gm.means_).dtype, copy=False), source
+    return x
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -82,11 +81,10 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.out != "-":
         check_output_path(args.out, "--out")
     gm, tree = load_saved_fit(args.fit_path)
-    x, _ = _rows(args, gm, tree)
-    probabilities = gm.predict_proba(x)
-    # The estimator's own predict (argmax of the weighted log densities), not an argmax of
-    # rounded probabilities, so that the labels are exactly GaussianMixture.predict's.
-    write_predictions(args.out, gm.predict(x), probabilities, gm.score_samples(x))
+    x = _rows(args, tree)
+    # The estimator's own three methods (each evaluates the component densities again), so
+    # that every column is exactly what GaussianMixture gives on the loaded fit.
+    write_predictions(args.out, gm.predict(x), gm.predict_proba(x), gm.score_samples(x))
     if args.out != "-":
         print(f"wrote: {args.out} ({x.shape[0]} rows)")
     return 0
@@ -102,7 +100,7 @@ def run_score(args: argparse.Namespace) -> int:
     """
     _require_rows(args)
     gm, tree = load_saved_fit(args.fit_path)
-    x, _ = _rows(args, gm, tree)
+    x = _rows(args, tree)
     print(repr(float(gm.score(x))))
     return 0
 
