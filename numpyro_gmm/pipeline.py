@@ -38,6 +38,7 @@ The path of a fit::
 from __future__ import annotations
 
 import inspect
+import numbers
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -185,7 +186,9 @@ def _check_plain(options: Mapping[str, Any]) -> None:
 def _check_polish_iter(options: Mapping[str, Any]) -> None:
     # Checked here: a negative count would otherwise surface as a shape error when compiling.
     value = options.get("polish_iter")
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0
+    ):
         raise ValueError(f"polish_iter must be an integer >= 0, got {value!r}.")
 
 
