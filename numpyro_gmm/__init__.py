@@ -36,6 +36,8 @@ _PUBLIC = {
     "fit": "numpyro_gmm.infer",
     "fit_mixture": "numpyro_gmm.pipeline",
     "fit_streaming": "numpyro_gmm.streaming",
+    "load_gaussian_mixture": "numpyro_gmm.saved_fit",
+    "load_map_result": "numpyro_gmm.saved_fit",
     "loo_laplace": "numpyro_gmm.laplace",
     "relabel": "numpyro_gmm.relabelling",
     "relabel_draws": "numpyro_gmm.relabelling",
@@ -87,5 +89,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; nothing is imported at run time
     from numpyro_gmm.parallel import data_mesh  # noqa: F401
     from numpyro_gmm.pipeline import fit_mixture  # noqa: F401
     from numpyro_gmm.relabelling import relabel, relabel_draws  # noqa: F401
+    from numpyro_gmm.saved_fit import load_gaussian_mixture, load_map_result  # noqa: F401
     from numpyro_gmm.sklearn import GaussianMixture  # noqa: F401
     from numpyro_gmm.streaming import fit_streaming  # noqa: F401

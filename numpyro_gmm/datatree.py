@@ -20,6 +20,11 @@ same groups (sample dims ``chain`` and ``draw``; a MAP point is ``chain=1, draw=
     The MAP itself, in the ``posterior`` layout.
 ``observed_data``
     The data, named after the observed site, over ``obs_id`` (and ``feature``).
+``assignments`` (a point fit)
+    The training rows' ``responsibilities`` over ``(chain, draw, obs_id, component)`` and
+    their most probable component ``label`` over ``(chain, draw, obs_id)``, at the MAP: the
+    in-sample counterpart of ArviZ's ``predictions`` group, aligned with ``observed_data``
+    by ``obs_id``. Their size is N x K numbers, that of ``observed_data`` times K / D.
 ``restarts``
     ``objective``, ``n_iter``, ``converged`` and ``failed`` of every restart over
     ``restart``.
@@ -244,6 +249,7 @@ def build_datatree(
     log_likelihood: np.ndarray,
     observed_name: str = "obs",
     laplace: LaplaceGroups | None = None,
+    responsibilities: np.ndarray | None = None,
     attrs: Mapping[str, Any] | None = None,
 ) -> xr.DataTree:
     """Write a fit as an ArviZ 1.x DataTree (groups: module docstring).
@@ -265,6 +271,8 @@ def build_datatree(
         Name of the observed site.
     laplace : LaplaceGroups, optional
         Draws that replace the point in ``posterior`` (the point moves to ``map``).
+    responsibilities : np.ndarray, shape (N, K), optional
+        Responsibilities of the observed rows at ``point``: the ``assignments`` group.
     attrs : dict, optional
         More root attrs.
     """
@@ -310,6 +318,8 @@ def build_datatree(
         coords=observed_coords,
         attrs={k: v for k, v in group_attrs.items() if not k.startswith("inference")},
     )
+    if responsibilities is not None:
+        groups["assignments"] = _assignments(responsibilities, obs_id, group_attrs)
     restarts = fit.restarts
     restart = np.arange(np.size(restarts.objective))
     groups["restarts"] = xr.Dataset(
@@ -341,6 +351,26 @@ def build_datatree(
     for key, value in (attrs or {}).items():
         root_attrs[str(key)] = netcdf_attr(value)
     return xr.DataTree.from_dict({"/": xr.Dataset(attrs=root_attrs), **groups})
+
+
+def _assignments(
+    responsibilities: np.ndarray, obs_id: np.ndarray, attrs: Mapping[str, Any]
+) -> xr.Dataset:
+    resp = np.asarray(responsibilities)
+    labels = np.argmax(resp, axis=1).astype(np.int64)
+    return xr.Dataset(
+        {
+            "responsibilities": (("chain", "draw", "obs_id", COMPONENT_DIM), resp[None, None]),
+            "label": (("chain", "draw", "obs_id"), labels[None, None]),
+        },
+        coords={
+            "chain": np.arange(1),
+            "draw": np.arange(1),
+            "obs_id": obs_id,
+            COMPONENT_DIM: np.arange(resp.shape[1]),
+        },
+        attrs=dict(attrs),
+    )
 
 
 def _trace_dataset(fit: FitResult, n_restarts: int, attrs: Mapping[str, Any]) -> xr.Dataset:

@@ -39,7 +39,7 @@ from numpyro_gmm.mixture.init import initialize
 from numpyro_gmm.mixture.params import GMMParams, covariances_from_precisions_cholesky
 from numpyro_gmm.mixture.priors import GaussianMixturePrior, log_prior
 from numpyro_gmm.parallel import DATA_AXIS, ShardedRows, shard_rows
-from numpyro_gmm.progress import report
+from numpyro_gmm.progress import Every, report
 
 __all__ = [
     "InitialValues",
@@ -483,10 +483,11 @@ def _run_with_progress(
     reg_covar,
     prior,
     previous,
-    interval,
+    every: Every,
     batch: tuple[int, int] | None = None,
 ):
-    """Run the same loop in segments of ``interval`` steps, reporting after each.
+    """Run the same loop in segments, reporting when ``every`` says a line is due, and a
+    last line when the loop ends.
 
     ``batch = (first, total)``: these keys are restarts ``first + 1 ..`` of ``total`` (a fit
     run in batches of restarts).
@@ -502,20 +503,30 @@ def _run_with_progress(
     else:
         which = f"restarts {first + 1}-{last} of {n_restarts}"
     report(f"Initialized {which} in {time.perf_counter() - started:.2f} s")
-    stop_at = 0
+    throttle = every.throttle()
+    stop_at, steps, pace = 0, 0, None
     while stop_at < max_iter:
-        stop_at = min(stop_at + interval, max_iter)
+        steps = every.segment(steps, pace)
+        stop_at = min(stop_at + steps, max_iter)
+        segment_started = time.perf_counter()
         run_states = programs.advance(keys, x, sizes, run_states, stop_at, tol, reg_covar, prior)
         n_iter, objective, done = jax.device_get(
             (run_states.n_iter, run_states.objective, run_states.converged | run_states.failed)
         )
-        report(
-            f"Iteration {int(n_iter.max())}: best per-sample objective {np.nanmax(objective):.6g}, "
-            f"{first + int(done.sum())}/{n_restarts} restart(s) done, "
-            f"{time.perf_counter() - started:.1f} s"
+        pace = (time.perf_counter() - segment_started) / steps
+        finished = bool(done.all()) or stop_at >= max_iter
+        line = (
+            f"Iteration {int(n_iter.max())}: best per-sample objective "
+            f"{np.nanmax(objective):.6g}, {first + int(done.sum())}/{n_restarts} restart(s) "
+            f"done, {time.perf_counter() - started:.1f} s"
         )
-        if done.all():
+        if finished:
+            # The loop's summary line, whether or not a periodic line was due.
+            converged = int(np.sum(jax.device_get(run_states.converged)))
+            report(f"{line}; {which}: {converged} converged")
             break
+        if throttle.due():
+            report(line)
     final = programs.finish(keys, x, sizes, run_states, max_iter, tol, reg_covar, prior)
     return run_states, final
 
@@ -553,7 +564,7 @@ def fit_gaussian_mixture(
     reg_covar: float = 1e-6,
     prior: GaussianMixturePrior | None = None,
     chunk_size: int | None = None,
-    progress_interval: int | None = None,
+    progress_interval: int | Every | None = None,
     kernel: str = "em",
     kernel_options: dict[str, Any] | None = None,
     polish_iter: int = 0,
@@ -593,8 +604,9 @@ def fit_gaussian_mixture(
         Conjugate priors (MAP-EM); ``None`` is maximum likelihood.
     chunk_size : int, optional
         Rows per E-step chunk; by default about ``2**20 / (K D)``.
-    progress_interval : int, optional
-        If set, report progress on stderr every that many iterations.
+    progress_interval : int or Every, optional
+        If set, report progress on stderr every that many iterations, or as the
+        :class:`~numpyro_gmm.progress.Every` says (e.g. ``Every(seconds=1.0)``).
     kernel : str
         A kernel module of :mod:`numpyro_gmm.kernels` (``"em"`` by default).
     kernel_options : dict, optional
@@ -689,7 +701,7 @@ def fit_gaussian_mixture(
                 reg_covar,
                 prior,
                 previous,
-                progress_interval,
+                Every.of(progress_interval),
                 batch,
             )
         max_iter_value = jnp.asarray(max_iter, jnp.int32)

@@ -153,6 +153,7 @@ class MAPResult:
             log_likelihood=self.score_samples(x) if laplace is None else np.empty(0),
             observed_name=self.mixture.mixture_site,
             laplace=laplace,
+            responsibilities=self.predict_proba(x) if laplace is None else None,
             attrs={"mixture_site": self.mixture.mixture_site, "model_style": self.mixture.style},
         )
 

@@ -39,6 +39,7 @@ The path of a fit::
 from __future__ import annotations
 
 import inspect
+import numbers
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -67,7 +68,7 @@ from numpyro_gmm.mixture.params import GMMParams, precisions_cholesky_from_covar
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
 from numpyro_gmm.overparameterized import default_n_components, prune_and_merge, to_n_components
 from numpyro_gmm.program_cache import release_compiled_programs_if_crowded
-from numpyro_gmm.progress import report
+from numpyro_gmm.progress import Every, report
 
 __all__ = ["DEFAULTS", "METHODS", "RECIPES", "Job", "fit_mixture", "method_options"]
 
@@ -107,7 +108,7 @@ class Job:
     reg_covar: float
     prior: GaussianMixturePrior | None
     chunk_size: int | None
-    progress_interval: int | None
+    progress_interval: int | Every | None
     mesh: Mesh | None
     # A warm start's previous per-sample objective: the first step's convergence test
     # compares with it (scikit-learn's warm_start). Only the kernel stage of "em" uses it.
@@ -181,6 +182,15 @@ def _check_plain(options: Mapping[str, Any]) -> None:
             raise TypeError(
                 f"Method option {name}={value!r} must be a number, a bool or a string."
             ) from None
+
+
+def _check_polish_iter(options: Mapping[str, Any]) -> None:
+    # Checked here: a negative count would otherwise surface as a shape error when compiling.
+    value = options.get("polish_iter")
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0
+    ):
+        raise ValueError(f"polish_iter must be an integer >= 0, got {value!r}.")
 
 
 def _keyword_options(function: Callable) -> dict[str, Any]:
@@ -526,7 +536,7 @@ def fit_mixture(
     prior: GaussianMixturePrior | None = None,
     options: Mapping[str, Any] | None = None,
     chunk_size: int | None = None,
-    progress_interval: int | None = None,
+    progress_interval: int | Every | None = None,
     mesh: Mesh | None = None,
     warn: bool = True,
     previous_objective: float | None = None,
@@ -556,8 +566,10 @@ def fit_mixture(
         The method's own options (:func:`method_options`).
     chunk_size : int, optional
         Rows per E-step chunk.
-    progress_interval : int, optional
-        Report progress every that many iterations.
+    progress_interval : int or Every, optional
+        Report progress every that many iterations, or as the
+        :class:`~numpyro_gmm.progress.Every` says (``Every(seconds=1.0)``: a line about
+        every second, and a last line when the loop ends).
     mesh : Mesh, optional
         Run data-parallel over the devices of this one-axis mesh.
     warn : bool
@@ -606,6 +618,7 @@ def fit_mixture(
         )
     options = dict(options or {})
     _check_plain(options)
+    _check_polish_iter(options)
     known = method_options(method) if not job.streamed else None
     if known is not None:
         unknown = sorted(set(options) - set(known))

@@ -36,6 +36,7 @@ from numpyro_gmm.mixture.params import (
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
 from numpyro_gmm.parallel import data_mesh
 from numpyro_gmm.pipeline import DEFAULTS, METHODS, fit_mixture
+from numpyro_gmm.progress import Every
 from numpyro_gmm.validation import (
     check_data,
     check_initial_values,
@@ -105,7 +106,9 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         Start the next ``fit`` from the current solution (with one restart).
     verbose : int, default=0
         If positive, print progress to stderr every ``verbose_interval`` iterations.
-    verbose_interval : int, default=10
+    verbose_interval : int or numpyro_gmm.progress.Every, default=10
+        Iterations between progress lines; ``Every(seconds=1.0)`` prints them by elapsed
+        time instead (about one a second, whatever the time per iteration).
     method : {"em", "biglearn_em", "gradient_em"}, default="em"
         Training algorithm (see :mod:`numpyro_gmm.pipeline`). ``"gradient_em"`` fits
         ``ceil(3 m ln m)`` components, prunes and merges them to the ``m'`` it finds
@@ -175,7 +178,7 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         random_state=None,
         warm_start: bool = False,
         verbose: int = 0,
-        verbose_interval: int = 10,
+        verbose_interval: "int | Every" = 10,
         method: str = "em",
         method_options: dict | None = None,
         prior: GaussianMixturePrior | None = None,
@@ -458,15 +461,53 @@ class GaussianMixture(*_ESTIMATOR_BASES):
             n_components=int(np.shape(self.weights_)[0]),
             feature_names=feature_names,
         )
+        log_prob = self._weighted_log_prob(x)
+        log_likelihood = logsumexp(log_prob, axis=1)
+        # Only plain values: what from_datatree can give back to the constructor. The
+        # class's own parameters, whatever a subclass's constructor looks like.
+        params = {
+            name: getattr(self, name)
+            for name in GaussianMixture._get_param_names()
+            if isinstance(getattr(self, name), str | int | float | bool | dict | type(None))
+        }
         return build_datatree(
             self.fit_result_,
             point,
             layout,
             objective=self.objective_,
             observed=x,
-            log_likelihood=self.score_samples(x),
-            attrs={"covariance_type": self.covariance_type, **(attrs or {})},
+            log_likelihood=log_likelihood,
+            responsibilities=np.exp(log_prob - log_likelihood[:, None]),
+            attrs={
+                "covariance_type": self.covariance_type,
+                "estimator_params": params,
+                "feature_names_in": hasattr(self, "feature_names_in_"),
+                **(attrs or {}),
+            },
         )
+
+    @classmethod
+    def from_datatree(cls, tree) -> "GaussianMixture":
+        """A fitted estimator from a tree written by :meth:`to_datatree` (or ``numpyro-gmm
+        fit``): ``predict``, ``predict_proba``, ``score_samples`` and ``sample`` work as on
+        the estimator that wrote it.
+
+        Parameters
+        ----------
+        tree : xarray.DataTree, str or path
+            The tree, or the path of its netCDF file.
+
+        Returns
+        -------
+        GaussianMixture
+
+        See Also
+        --------
+        numpyro_gmm.saved_fit.load_gaussian_mixture
+        """
+        from numpyro_gmm.saved_fit import load_gaussian_mixture
+
+        return load_gaussian_mixture(tree, cls=cls)
 
     def _n_parameters(self) -> int:
         n_components, n_features = self.means_.shape

@@ -181,15 +181,19 @@ def check_reg_covar_scale(x: np.ndarray, reg_covar: float, *, name: str = "X") -
         )
 
 
-def check_float32_precision(x: np.ndarray, *, name: str = "X") -> None:
+def check_float32_precision(x: np.ndarray, *, name: str = "X", dtype=None) -> None:
     """Refuse data that float32 cannot represent to a useful precision.
 
     JAX computes in float32 unless x64 is enabled; a feature whose offset is large next to
     its spread (e.g. timestamps, or values around 1e8 with unit spread) loses most of its
     information in the conversion itself, before any fitting. This is refused when rounding
     to float32 moves a value by more than 1% of its feature's standard deviation.
+
+    ``dtype`` is the precision the data will be computed in (default: JAX's working dtype
+    for ``x``); a caller that converts the data itself (``--float32``) passes float32.
     """
-    if working_dtype(x.dtype) != np.float32 or x.dtype == np.float32:
+    target = working_dtype(x.dtype) if dtype is None else np.dtype(dtype)
+    if target != np.float32 or x.dtype == np.float32:
         return
     spread = np.std(x, axis=0)
     error = np.max(np.abs(x - x.astype(np.float32).astype(np.float64)), axis=0)

@@ -1,7 +1,9 @@
 """Tests of the ``numpyro-gmm`` command line and of the quick-look plot."""
 
 import argparse
+import inspect
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +15,13 @@ import sklearn.mixture
 import xarray as xr
 from matplotlib.figure import Figure
 
+import numpyro_gmm as ngm
 import numpyro_gmm.cli.fit as cli_fit
 from numpyro_gmm import cli
 from numpyro_gmm.datasets import load_example
 from numpyro_gmm.pipeline import DEFAULTS, METHODS, method_options
 from numpyro_gmm.plotting import plot_mixture
+from numpyro_gmm.progress import Every
 from numpyro_gmm.sklearn import GaussianMixture
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -58,8 +62,11 @@ def test_fit_default_example_writes_netcdf_and_png(tmp_path, capsys):
             "observed_data",
             "restarts",
             "em_trace",
+            "assignments",
         }
         assert dt["restarts"]["objective"].shape == (2,)  # --n-init 2
+        labels = dt["assignments"]["label"].values[0, 0]
+        assert labels.shape == (272,) and set(np.unique(labels)) == {0, 1}
         post = dt["posterior"]
         assert post["locs"].shape == (1, 1, 2, 2)
         assert post["covariances"].dims[-3:] == ("component", "feature", "feature_bis")
@@ -89,6 +96,9 @@ def test_fit_default_example_writes_netcdf_and_png(tmp_path, capsys):
     assert str(out) in stdout and str(png) in stdout
     assert "Traceback" not in stderr
     assert "numpyro-gmm: fitting 2 components" in stderr  # progress without --quiet
+    # By time (a line a second at most; this fit is quicker), and a last line per loop.
+    assert re.search(r"Iteration \d+: .*restart.*: [012] converged", stderr), stderr
+    assert "Fit done in" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.nc", "fit.png"]
 
 
@@ -119,7 +129,7 @@ def test_options_are_passed_to_the_estimator(tmp_path, capsys, monkeypatch):
         "init_params": "random_from_data",
         "random_state": 7,
         "verbose": 0,
-        "verbose_interval": 10,
+        "verbose_interval": Every(seconds=cli_fit.PROGRESS_SECONDS),
         "method": "em",
         "method_options": None,
     }
@@ -533,6 +543,7 @@ def test_netcdf_has_the_layout_of_gaussian_mixture_to_datatree(
             "observed_data",
             "restarts",
             "em_trace",
+            "assignments",
         }
         assert set(got["posterior"]) == {"weights", "locs", COVARIANCE_SITES[covariance_type]}
         assert set(got["observed_data"]) == set(got["log_likelihood"]) == {"obs"}
@@ -544,3 +555,192 @@ def test_netcdf_has_the_layout_of_gaussian_mixture_to_datatree(
         assert dt.attrs["objective_convention"] == expected.attrs["objective_convention"]
         # the same fit: the objective is the estimator's objective_
         np.testing.assert_allclose(float(dt["sample_stats"]["lp"].item()), gm.objective_, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- saved fits
+
+
+@pytest.fixture(scope="module")
+def saved_fit(tmp_path_factory):
+    """A small fit saved by ``fit``, and new rows with their CSV file."""
+    directory = tmp_path_factory.mktemp("saved")
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(-2, 1, (30, 2)), rng.normal(2, 1, (30, 2))])
+    train = directory / "train.csv"
+    np.savetxt(train, x, delimiter=",", header="u,v", comments="", fmt="%.10g")
+    new = rng.normal(0, 2.5, (25, 2))
+    rows = directory / "new.csv"
+    # Columns in another order, plus one the fit does not use: read by name.
+    table = np.column_stack([new[:, 1], np.arange(25), new[:, 0]])
+    np.savetxt(rows, table, delimiter=",", header="v,id,u", comments="", fmt="%.17g")
+    out = directory / "fit.nc"
+    status = cli.main(["fit", str(train), *FAST, "--out", str(out), "--no-plot", "--quiet"])
+    assert status == 0
+    return out, rows, new
+
+
+def test_predict_gives_the_labels_of_the_loaded_estimator(saved_fit, tmp_path, capsys):
+    fit_path, rows, new = saved_fit
+    capsys.readouterr()
+    out = tmp_path / "labels.csv"
+    rc, stdout, stderr = _run(["predict", str(fit_path), str(rows), "--out", str(out)], capsys)
+    assert rc == 0, stderr
+    assert str(out) in stdout
+    gm = ngm.load_gaussian_mixture(fit_path)
+    assert isinstance(gm, GaussianMixture)
+    table = np.genfromtxt(out, delimiter=",", names=True)
+    assert table.dtype.names == ("label", "prob_0", "prob_1", "log_density")
+    np.testing.assert_array_equal(table["label"].astype(int), gm.predict(new))
+    probabilities = np.column_stack([table["prob_0"], table["prob_1"]])
+    # 17 significant digits: the values read back exactly
+    np.testing.assert_array_equal(probabilities, gm.predict_proba(new))
+    np.testing.assert_array_equal(table["log_density"], gm.score_samples(new))
+    # To standard output by default, the same table.
+    rc, stdout, _ = _run(["predict", str(fit_path), str(rows)], capsys)
+    assert rc == 0 and stdout == out.read_text(encoding="utf-8")
+
+
+def test_score_is_the_estimator_score(saved_fit, capsys):
+    fit_path, rows, new = saved_fit
+    capsys.readouterr()
+    rc, stdout, stderr = _run(["score", str(fit_path), str(rows)], capsys)
+    assert rc == 0, stderr
+    assert float(stdout.strip()) == ngm.load_gaussian_mixture(fit_path).score(new)
+    assert stderr == ""
+
+
+def test_info_names_k_method_and_features(saved_fit, capsys):
+    fit_path, _, _ = saved_fit
+    capsys.readouterr()
+    rc, stdout, stderr = _run(["info", str(fit_path)], capsys)
+    assert rc == 0, stderr
+    gm = ngm.load_gaussian_mixture(fit_path)
+    assert "method: em, K=2, covariance_type=full" in stdout
+    assert "features: u, v" in stdout
+    assert f"converged: {gm.converged_}" in stdout
+    assert f"{gm.weights_[0]:.4f}" in stdout and f"{gm.objective_:.6g}" in stdout
+    assert "command: numpyro-gmm fit" in stdout
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    rc, stdout, _ = _run(["--version"], capsys)
+    assert rc == 0
+    assert stdout.strip() == f"numpyro-gmm {version('numpyro_gmm')}"
+
+
+def test_cli_defaults_are_the_class_defaults():
+    """Every fitting default of ``fit`` is GaussianMixture's (both read pipeline.DEFAULTS)."""
+    fit_parser = _subparser("fit")
+    defaults = {a.dest: a.default for a in fit_parser._actions}
+    signature = inspect.signature(GaussianMixture.__init__).parameters
+    shared = {
+        "covariance_type": "covariance_type",
+        "method": "method",
+        "n_init": "n_init",
+        "init_params": "init_params",
+        "max_iter": "max_iter",
+        "tol": "tol",
+        "reg_covar": "reg_covar",
+    }
+    for dest, name in shared.items():
+        assert defaults[dest] == signature[name].default, name
+        assert type(defaults[dest]) is type(signature[name].default), name
+    # The two deliberate differences, documented in the help and the README: two
+    # components (one is no mixture) and a fixed seed (a run is reproducible).
+    assert (defaults["components"], signature["n_components"].default) == (2, 1)
+    assert (defaults["random_state"], signature["random_state"].default) == (0, None)
+
+
+def _subparser(name):
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices[name]
+
+
+@pytest.mark.parametrize("command", ["fit", "predict", "score", "info"])
+def test_every_subcommand_documents_its_defaults(command, capsys):
+    rc, stdout, _ = _run([command, "--help"], capsys)
+    assert rc == 0 and "usage: numpyro-gmm " + command in stdout
+    for action in _subparser(command)._actions:
+        if action.dest != "help":
+            assert "default" in (action.help or ""), (command, action.dest)
+
+
+def test_progress_segments_follow_the_clock():
+    every = Every(seconds=1.0)
+    assert every.throttle().interval == 1.0
+    assert every.segment(0, None) == 1  # first a single step, to measure its time
+    assert every.segment(1, 2.0) == 1  # slow steps (or a compilation): one at a time
+    assert every.segment(1, 1e-4) == 2  # fast steps: the segment at most doubles...
+    assert every.segment(4096, 1e-4) == 5000  # ...up to about half the interval
+    by_steps = Every.of(10)
+    assert by_steps == Every(iterations=10) and by_steps.segment(10, 1e-4) == 10
+    assert by_steps.throttle().interval == 0.0  # a line after every segment
+    assert Every.of(None) is None and Every.of(every) is every
+    for bad in ({}, {"iterations": 1, "seconds": 1.0}, {"iterations": 0}, {"seconds": -1.0}):
+        with pytest.raises(ValueError):
+            Every(**bad)
+
+
+def test_progress_by_time_through_the_estimator(capsys):
+    x, _ = load_example("faithful")
+    gm = GaussianMixture(2, n_init=2, verbose=1, verbose_interval=Every(seconds=60.0))
+    gm.fit(x)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("Iteration")]
+    # within one minute: the first segment's line and each loop's last line only
+    assert len(lines) <= 4 and lines[-1].endswith("converged"), err
+
+
+def test_pair_plot_shows_every_pair_of_features():
+    from numpyro_gmm.plotting import plot_mixture_pairs
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (40, 3)), rng.normal(5, 1, (40, 3))])
+    gm = sklearn.mixture.GaussianMixture(2, covariance_type="full", random_state=0).fit(x)
+    fig = Figure(layout="constrained")
+    got = plot_mixture_pairs(
+        x, gm.weights_, gm.means_, gm.covariances_, "full", feature_names=["a", "b", "c"], fig=fig
+    )
+    assert got is fig and len(fig.axes) == 9
+    grid = np.array(fig.axes).reshape(3, 3)
+    for i in range(3):
+        for j in range(3):
+            ax = grid[i, j]
+            if i == j:  # histogram, the mixture's marginal density and one per component
+                assert len(ax.patches) > 3 and len(ax.get_lines()) == 1 + 2
+            else:  # 2 ellipses and a mean marker per component, points coloured by label
+                assert len(ax.get_lines()) == 3 * 2
+                colors = ax.collections[0].get_facecolors()
+                assert len({tuple(c) for c in np.round(colors[:, :3], 6)}) == 2
+    # the 1-sd ellipse of component 0 in panel (row c, column a) is centred on its means
+    ellipse = grid[2, 0].get_lines()[0].get_xydata()
+    centre = (ellipse.max(axis=0) + ellipse.min(axis=0)) / 2
+    np.testing.assert_allclose(centre, gm.means_[0, [0, 2]], rtol=1e-3, atol=1e-3)
+    assert [ax.get_xlabel() for ax in grid[-1]] == ["a", "b", "c"]
+    assert [ax.get_ylabel() for ax in grid[1:, 0]] == ["b", "c"]
+    assert "K=2" in fig.get_suptitle() and len(fig.legends[0].get_texts()) == 2
+    # Many features: the first max_features only, and the title says so.
+    wide = np.column_stack([x, x[:, :2]])
+    means = np.column_stack([gm.means_, gm.means_[:, :2]])
+    fig = plot_mixture_pairs(wide, gm.weights_, means, np.ones((2, 5)), "diag",
+                             max_features=4, fig=Figure())  # fmt: skip
+    assert len(fig.axes) == 16 and "first 4 of 5 features" in fig.get_suptitle()
+
+
+def test_fit_plots_pairs_for_more_than_two_columns(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(-2, 1, (30, 3)), rng.normal(2, 1, (30, 3))])
+    data = tmp_path / "three.csv"
+    np.savetxt(data, x, delimiter=",", header="p,q,r", comments="", fmt="%.10g")
+    png = tmp_path / "pairs.png"
+    argv = ["fit", str(data), *FAST, "--out", str(tmp_path / "o.nc"), "--plot", str(png)]
+    rc, _, stderr = _run([*argv, "--quiet"], capsys)
+    assert rc == 0, stderr
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    from matplotlib.image import imread
+
+    height, width = imread(png).shape[:2]
+    assert height >= 700 and width >= 700  # a grid of panels, not one 6.4 x 4.8 plot

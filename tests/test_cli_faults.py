@@ -50,7 +50,7 @@ def _leftovers(directory) -> list[str]:
         (lambda d: d / "missing.csv", [], r"data file '.*missing.csv' does not exist"),
         (lambda d: d / "data.csv", ["--columns", "duration,nope"], r"column 'nope' not found"),
         (lambda d: d / "bad.csv", ["--columns", "a,b"], r"non-numeric value 'abc' on line 3"),
-        (lambda d: d / "bad.csv", [], r"has a missing value on line 4"),
+        (lambda d: d / "bad.csv", ["--columns", "b"], r"has a missing value on line 4"),
     ],
     ids=["missing-file", "missing-column", "non-numeric", "missing-cell"],
 )
@@ -180,3 +180,111 @@ def test_sigint_during_the_fit_exits_130_without_output(tmp_path, data_csv):
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == "numpyro-gmm: interrupted"
     assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if "note:" not in line]
+    assert len(lines) == 1 and lines[0].startswith("numpyro-gmm: error: "), err
+    return lines[0]
+
+
+def _table(path, header, rows):
+    path.write_text(header + "\n" + "".join(f"{r}\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_a_non_numeric_cell_is_an_error_unless_its_column_is_left_out(
+    tmp_path, capsys, monkeypatch
+):
+    rng = np.random.default_rng(0)
+    rows = [",".join(f"{v:.6f}" for v in rng.normal(size=3)) for _ in range(400)]
+    rows[199] = rows[199].rsplit(",", 1)[0] + ",abc"  # data row 200 is line 201
+    path = _table(tmp_path / "typo.csv", "a,b,c", rows)
+    out = tmp_path / "fit.nc"
+    monkeypatch.setattr(cli_fit, "_estimator_class", lambda: _StubMixture)
+    status, err = _main(["fit", path, "--out", out, "--no-plot", "--quiet"], capsys)
+    assert status == 2 and not out.exists()
+    line = _one_error_line(err)
+    assert "column 'c'" in line and "'abc'" in line and "line 201" in line, line
+    assert "--columns" in line
+    # Naming the columns to use: the others are not read.
+    status, err = _main(
+        ["fit", path, "--columns", "a,b", "--out", out, "--no-plot", "--quiet"], capsys
+    )
+    assert status == 0, err
+    with xr.open_datatree(out) as tree:
+        assert list(tree["posterior"]["feature"].values) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("method", "option", "words"),
+    [
+        ("gradient_em", "step_size=abc", ["--option", "step_size", "a number", "'abc'"]),
+        ("biglearn_em", "standardize=maybe", ["--option", "standardize", "true or false"]),
+        ("biglearn_em", "polish_iter=1.5", ["--option", "polish_iter", "an integer"]),
+        ("gradient_em", "linkage=3", ["--option", "linkage", "text"]),
+        ("biglearn_em", "p_join=0.5", ["--option", "p_join", "valid options: "]),
+        ("em", "step_size=1", ["--option", "step_size", "takes no method options"]),
+        ("em", "step_size", ["--option", "KEY=VALUE"]),
+    ],
+)
+def test_option_errors_name_the_option(tmp_path, capsys, monkeypatch, method, option, words):
+    """Checked before the data are read (the file does not exist) or a fit starts."""
+    monkeypatch.setattr(cli_fit, "_estimator_class", lambda: pytest.fail("fit started"))
+    argv = ["fit", tmp_path / "absent.csv", "--method", method, "--option", option]
+    status, err = _main([*argv, "--out", tmp_path / "fit.nc", "--no-plot"], capsys)
+    assert status == 2
+    line = err.strip().splitlines()[-1]
+    # argparse's own errors (a malformed KEY=VALUE) say which subcommand: "numpyro-gmm fit:"
+    assert re.match(r"numpyro-gmm( fit)?: error: ", line), err
+    for word in words:
+        assert word in line, (word, line)
+    assert "absent.csv" not in line
+
+
+def test_an_out_of_range_option_value_names_the_option(tmp_path, capsys, data_csv):
+    argv = ["fit", data_csv, "--method", "biglearn_em", "--option", "polish_iter=-3"]
+    status, err = _main([*argv, "--out", tmp_path / "fit.nc", "--no-plot", "--quiet"], capsys)
+    assert status == 2
+    line = _one_error_line(err)
+    assert line.startswith("numpyro-gmm: error: --option polish_iter=-3: "), line
+    assert "polish_iter must be an integer >= 0" in line
+
+
+def _input_faults(d):
+    """The CLI column of docs/INPUTS.md, plus the saved-fit commands' own faults."""
+    offset = [f"{1e8 + v:.4f},{v:.4f}" for v in np.random.default_rng(0).normal(size=40)]
+    return {
+        "NaN": (["fit", _table(d / "nan.csv", "a,b", ["1,2", "3,4", "NA,5", "6,7"])],
+                r"column 'a' has a missing value on line 4"),
+        "inf": (["fit", _table(d / "inf.csv", "a,b", ["1,2", "inf,5", "6,7"])],
+                r"column 'a' of .* has an infinite value in data row 2"),
+        "empty": (["fit", _table(d / "empty.csv", "a,b", [])],
+                  r"has a header but no data rows"),
+        "one row": (["fit", _table(d / "one.csv", "a,b", ["1,2"])],
+                    r"has 1 rows, fewer than the 2 components asked for"),
+        "N < K": (["fit", _table(d / "few.csv", "a,b", ["1,2", "3,4"]), "-k", "3"],
+                  r"fewer than the 3 components asked for; lower --components"),
+        "non-numeric cell": (["fit", _table(d / "typo.csv", "a,b", ["1,2", "3,x", "5,6"])],
+                             r"column 'b' has a non-numeric value 'x' on line 3"),
+        "offset 1e8, --float32": (["fit", _table(d / "big.csv", "a,b", offset), "--float32"],
+                                  r"cannot be represented in float32"),
+        "predict: no fit file": (["predict", d / "absent.nc", d / "nan.csv"],
+                                 r"fit file '.*absent.nc' does not exist"),
+        "predict: not a fit": (["predict", d / "nan.csv", d / "nan.csv"],
+                               r"cannot be read as a saved fit"),
+        "score: no rows": (["score", d / "nan.csv"], r"give the rows to score"),
+        "info: a directory": (["info", d], r"is a directory"),
+    }  # fmt: skip
+
+
+def test_every_input_fault_exits_2_with_one_line(tmp_path, capsys):
+    for name, (argv, message) in _input_faults(tmp_path).items():
+        out = tmp_path / "out" / "fit.nc"
+        out.parent.mkdir(exist_ok=True)
+        extra = ["--out", out, "--no-plot", "--quiet"] if argv[0] == "fit" else []
+        status, err = _main([*argv, *extra], capsys)
+        assert status == 2, (name, err)
+        line = _one_error_line(err)
+        assert re.search(message, line), (name, line)
+        assert not out.exists(), name

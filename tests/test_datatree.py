@@ -100,6 +100,7 @@ def test_groups_dims_and_coords(covariance_type):
         "observed_data",
         "restarts",
         "em_trace",
+        "assignments",
     }
     posterior = dt["posterior"]
     for name, dims in SITE_DIMS[covariance_type].items():
@@ -189,3 +190,47 @@ def test_laplace_clips_a_non_positive_definite_hessian():
         approximation = laplace_approximation(result, center="map")
     assert approximation.n_clipped > 0
     assert np.all(approximation.eigenvalues > 0)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "spherical"])
+def test_saved_fit_loads_back_into_map_result(tmp_path, covariance_type):
+    x = _data()
+    result = _result(covariance_type, x)
+    path = tmp_path / "map.nc"
+    result.to_datatree(feature_names=["a", "b"]).to_netcdf(path)
+    back = ngm.load_map_result(path, _model(covariance_type))
+    assert isinstance(back, MAPResult)
+    assert set(back.params) == set(result.params)
+    for name, value in result.params.items():
+        np.testing.assert_array_equal(back.params[name], value)
+        assert back.params[name].dtype == value.dtype
+    assert back.objective == result.objective
+    assert back.method == "em" and back.options == result.options
+    assert back.best_restart == 2 and back.converged
+    for name, value in result.restarts.items():
+        np.testing.assert_array_equal(back.restarts[name], value)
+    np.testing.assert_array_equal(back.trace, result.trace)
+    np.testing.assert_array_equal(back.predict(x), result.predict(x))
+    np.testing.assert_allclose(back.score_samples(x), result.score_samples(x), rtol=1e-6)
+    with xr.open_datatree(path) as tree:
+        assignments = tree["assignments"]
+        np.testing.assert_array_equal(assignments["label"].values[0, 0], result.predict(x))
+        np.testing.assert_allclose(
+            assignments["responsibilities"].values[0, 0], result.predict_proba(x), rtol=1e-6
+        )
+    other = "spherical" if covariance_type == "full" else "full"
+    with pytest.raises(ValueError, match="give the model the fit was made with"):
+        ngm.load_map_result(path, _model(other))
+    with pytest.raises(ValueError, match="load_map_result"):
+        ngm.load_gaussian_mixture(path)
+
+
+def test_loading_something_that_is_not_a_saved_fit(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        ngm.load_gaussian_mixture(tmp_path / "absent.nc")
+    xr.DataTree.from_dict({"/": xr.Dataset({"a": ("x", [1.0])})}).to_netcdf(tmp_path / "t.nc")
+    with pytest.raises(ValueError, match="not a saved fit"):
+        ngm.load_gaussian_mixture(tmp_path / "t.nc")
+    (tmp_path / "junk.nc").write_bytes(b"not netcdf")
+    with pytest.raises(ValueError, match="cannot be read as a saved fit"):
+        ngm.load_gaussian_mixture(tmp_path / "junk.nc")

@@ -1,4 +1,5 @@
-"""Command line: ``numpyro-gmm fit`` fits a Gaussian mixture to a CSV file or a bundled example.
+"""Command line: ``numpyro-gmm fit`` fits a Gaussian mixture to a CSV file or a bundled example;
+``predict``, ``score`` and ``info`` use the saved fit.
 
 Examples
 --------
@@ -9,18 +10,24 @@ and ``fit.png``::
     numpyro-gmm fit
     numpyro-gmm fit --example galaxies -k 4 --covariance-type spherical --out galaxies.nc
     numpyro-gmm fit data.csv --columns height,weight -k 3 --no-plot
+    numpyro-gmm predict fit.nc new.csv --out labels.csv
+    numpyro-gmm score fit.nc new.csv
+    numpyro-gmm info fit.nc
 
 Errors in the input (missing file or column, non-numeric or missing cells, too few rows,
-unknown method options) are reported on one line of standard error and give exit status 2.
+unknown method options or values of the wrong type, a file that is not a saved fit) are
+reported on one line of standard error and give exit status 2.
 
 Modules: :mod:`~numpyro_gmm.cli.parser` (arguments, defaults from
 :data:`numpyro_gmm.pipeline.DEFAULTS`), :mod:`~numpyro_gmm.cli.data` (reading the data),
-:mod:`~numpyro_gmm.cli.fit` (the ``fit`` command), :mod:`~numpyro_gmm.cli.output` (output
-paths, netCDF attrs, plot, summary).
+:mod:`~numpyro_gmm.cli.fit` (the ``fit`` command), :mod:`~numpyro_gmm.cli.saved` (``predict``,
+``score``, ``info``), :mod:`~numpyro_gmm.cli.output` (output paths, netCDF attrs, plot,
+predictions, summary).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -35,6 +42,10 @@ from numpyro_gmm.cli.parser import (
     CLIError,
     build_parser,
 )
+from numpyro_gmm.cli.saved import run_info, run_predict, run_score
+
+#: Subcommand -> the function that runs it with the parsed arguments.
+COMMANDS = {"fit": run_fit, "predict": run_predict, "score": run_score, "info": run_info}
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -42,6 +53,7 @@ __all__ = [
     "INIT_PARAMS",
     "METHODS",
     "PROG",
+    "COMMANDS",
     "CLIError",
     "build_parser",
     "load_data",
@@ -72,10 +84,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return run_fit(args)
+        return COMMANDS[args.command](args)
     except CLIError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of standard output went away (e.g. `| head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as err:
         where = f" {err.filename!r}" if getattr(err, "filename", None) else ""
         print(f"{PROG}: error: cannot write{where}: {err.strerror or err}", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -100,10 +101,18 @@ def _select_csv_columns(
             if not name:
                 note(f"dropping column {j + 1}, which has no name (row names?)")
                 continue
-            cells = [row[j] for row in rows]
-            present = [c for c in cells if not _is_missing(c)]
-            if present and all(_parse_float(c) is not None for c in present):
+            present = [i for i, row in enumerate(rows) if not _is_missing(row[j])]
+            numeric = [_parse_float(rows[i][j]) is not None for i in present]
+            if present and all(numeric):
                 chosen.append(j)
+            elif any(numeric):
+                # Numbers with a stray cell: a typo to fix, not a column to drop silently.
+                i = present[numeric.index(False)]
+                raise CLIError(
+                    f"column {name!r} has a non-numeric value {rows[i][j].strip()!r} on line "
+                    f"{lines[i]} of {path!r}; fix the value, or name the columns to use with "
+                    "--columns"
+                )
             else:
                 note(f"dropping non-numeric column {name!r}")
         if not chosen:
@@ -156,9 +165,12 @@ def _check_finite(data: np.ndarray, names: list[str], source: str) -> None:
 
 
 def load_data(
-    data: str | None, example: str | None, columns: str | None, note: Any = None
+    data: str | None,
+    example: str | None,
+    columns: str | Sequence[str] | None,
+    note: Any = None,
 ) -> tuple[np.ndarray, list[str], str]:
-    """Load the data to fit, as the command line does.
+    """Load the rows to fit (or to predict or score), as the command line does.
 
     Parameters
     ----------
@@ -166,8 +178,9 @@ def load_data(
         Path of a CSV file with a header row.
     example : str or None
         Name of a bundled example; used when ``data`` is None (default ``"faithful"``).
-    columns : str or None
-        Comma-separated column names to keep; default all numeric columns.
+    columns : str, sequence of str or None
+        Column names to keep, in this order (a comma-separated string as ``--columns``
+        gives them); other columns are ignored. Default: all numeric columns.
     note : callable, optional
         Called with a message for each dropped column.
 
@@ -187,12 +200,14 @@ def load_data(
     """
     note = note or (lambda msg: None)
     wanted: list[str] | None = None
-    if columns is not None:
+    if isinstance(columns, str):
         wanted = [c.strip() for c in columns.split(",")]
         if not all(wanted):
             raise CLIError(f"--columns {columns!r} contains an empty name; use e.g. --columns a,b")
         if len(set(wanted)) != len(wanted):
             raise CLIError(f"--columns {columns!r} names a column twice")
+    elif columns is not None:
+        wanted = [str(c) for c in columns]
     if data is not None:
         header, rows, lines = _read_csv(data)
         x, names = _select_csv_columns(data, header, rows, lines, wanted, note)

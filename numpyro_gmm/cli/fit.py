@@ -8,6 +8,7 @@ pipeline, :func:`numpyro_gmm.pipeline.fit_mixture`), and ``fit.nc`` is its
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from typing import Any
@@ -23,8 +24,13 @@ from numpyro_gmm.cli.output import (
     write_plot,
 )
 from numpyro_gmm.cli.parser import PROG, CLIError, check_method_options
+from numpyro_gmm.progress import Every
 
-__all__ = ["run_fit"]
+__all__ = ["PROGRESS_SECONDS", "run_fit"]
+
+#: Seconds between the fit's progress lines on stderr (and a last line when it ends), however
+#: long an iteration takes.
+PROGRESS_SECONDS = 1.0
 
 
 def _estimator_class() -> Any:
@@ -37,6 +43,16 @@ def _estimator_class() -> Any:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def _fit_failure(err: BaseException, options: list[tuple[str, Any]]) -> str:
+    """The message of a failed fit; one the method gives about an option names ``--option``
+    (a value of the right type can still be out of range)."""
+    message = _first_line(err)
+    for key, value in options:
+        if re.search(rf"\b{re.escape(key)}\b", message):
+            return f"--option {key}={value}: {message}"
+    return f"the fit failed: {message}"
 
 
 def _report_warnings(caught: list[warnings.WarningMessage]) -> None:
@@ -78,6 +94,14 @@ def run_fit(args: argparse.Namespace) -> int:
 
     x, names, source = load_data(args.data, args.example, args.columns, note)
     if getattr(args, "float32", False):  # the class computes in the precision of its input
+        from numpyro_gmm.validation import check_float32_precision
+
+        # Checked before the conversion, which would hide the loss from the class's check.
+        try:
+            check_float32_precision(x, name=source, dtype=np.float32)
+        except ValueError as err:
+            reason = _first_line(err).split(". Subtract")[0]
+            raise CLIError(f"{reason}; subtract the column means or drop --float32") from None
         x = x.astype(np.float32)
     n, d = x.shape
     if n < args.components:
@@ -113,7 +137,7 @@ def run_fit(args: argparse.Namespace) -> int:
         init_params=args.init_params,
         random_state=args.random_state,
         verbose=0 if quiet else 1,
-        verbose_interval=10,
+        verbose_interval=Every(seconds=PROGRESS_SECONDS),
         method=args.method,
         method_options=dict(args.option) or None,
     )
@@ -122,7 +146,7 @@ def run_fit(args: argparse.Namespace) -> int:
         try:
             gm.fit(x)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
-            raise CLIError(f"the fit failed: {_first_line(err)}") from None
+            raise CLIError(_fit_failure(err, args.option)) from None
         labels = np.asarray(gm.predict(x))
     _report_warnings(caught)
 
@@ -137,7 +161,6 @@ def run_fit(args: argparse.Namespace) -> int:
         )
     means = np.asarray(gm.means_, dtype=np.float64).reshape(n_found, d)
     covariances = np.asarray(gm.covariances_, dtype=np.float64)
-    objective = float(gm.objective_)
     try:
         # The one writer, in the precision of the fit.
         dt = gm.to_datatree(x, feature_names=names, attrs=datatree_attrs(args, source))
@@ -153,6 +176,6 @@ def run_fit(args: argparse.Namespace) -> int:
         write_plot(x, (weights, means, covariances), args.covariance_type, labels, names, plot_path)
         progress(f"wrote {plot_path}")
 
-    print(format_summary(gm, names, source, x, objective, args))
+    print(format_summary(gm, names, source, n))
     print(f"wrote: {out_path}" + (f", {plot_path}" if plot_path is not None else ""))
     return 0

@@ -19,13 +19,16 @@ from numpyro_gmm.cli.parser import DEFAULT_EXAMPLE, PROG, CLIError
 __all__ = [
     "check_output_paths",
     "datatree_attrs",
+    "check_output_path",
     "format_summary",
     "write_datatree",
     "write_plot",
+    "write_predictions",
 ]
 
 
-def _check_output_path(path: str, option: str) -> None:
+def check_output_path(path: str, option: str) -> None:
+    """Refuse an output path that is a directory or whose directory is missing or read-only."""
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise CLIError(f"{option} {path!r} is a directory; give a file name")
@@ -44,9 +47,9 @@ def check_output_paths(out_path: str, plot_path: str | None) -> None:
         If a path is a directory, its directory is missing or not writable, or ``--out``
         and ``--plot`` name the same file.
     """
-    _check_output_path(out_path, "--out")
+    check_output_path(out_path, "--out")
     if plot_path is not None:
-        _check_output_path(plot_path, "--plot")
+        check_output_path(plot_path, "--plot")
         if os.path.abspath(plot_path) == os.path.abspath(out_path):
             raise CLIError("--out and --plot name the same file; give two different paths")
 
@@ -110,45 +113,75 @@ def write_plot(
     names: list[str],
     path: str,
 ) -> None:
-    """Plot the data coloured by component and the fitted mixture to a PNG, atomically."""
+    """Plot the data coloured by component and the fitted mixture to a PNG, atomically: one
+    panel for one or two features, a pair plot of every pair for more."""
     from matplotlib.figure import Figure
 
     from numpyro_gmm.atomic import atomic_path
-    from numpyro_gmm.plotting import plot_mixture
+    from numpyro_gmm.plotting import PAIR_PLOT_MAX_FEATURES, plot_mixture, plot_mixture_pairs
 
     weights, means, covariances = params
-    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
-    ax = fig.add_subplot()
-    plot_mixture(
-        x,
-        weights,
-        means,
-        covariances,
-        covariance_type,
-        labels=labels,
-        feature_names=names,
-        ax=ax,
-    )
+    d = means.shape[1]
+    if d > 2:  # every pair of features, not only the first two
+        side = max(6.4, 2.2 * min(d, PAIR_PLOT_MAX_FEATURES))
+        fig = Figure(figsize=(side, side), layout="constrained")
+        plot_mixture_pairs(
+            x, weights, means, covariances, covariance_type, labels=labels,
+            feature_names=names, fig=fig,
+        )  # fmt: skip
+    else:
+        fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+        plot_mixture(
+            x, weights, means, covariances, covariance_type, labels=labels,
+            feature_names=names, ax=fig.add_subplot(),
+        )  # fmt: skip
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
 
 
-def format_summary(
-    gm: Any, names: list[str], source: str, x: np.ndarray, objective: float, args: Any
-) -> str:
-    """The summary printed to stdout: data, model, convergence, objective, components."""
+def format_summary(gm: Any, names: list[str], source: str, n_rows: int) -> str:
+    """The summary of a fitted (or loaded) estimator printed by ``fit`` and ``info``: data,
+    model, convergence, objective, components."""
     weights = np.asarray(gm.weights_, dtype=np.float64)
     means = np.asarray(gm.means_, dtype=np.float64)
-    n, d = x.shape
+    objective = float(gm.objective_)
     lines = [
-        f"data: {source}, {n} rows, columns {', '.join(names)}",
-        f"model: {args.components} components, covariance_type={args.covariance_type}, "
-        f"method={args.method}, n_init={args.n_init}",
+        f"data: {source}, {n_rows} rows, columns {', '.join(names)}",
+        f"model: K={gm.n_components} components, covariance_type={gm.covariance_type}, "
+        f"method={gm.method}, n_init={gm.n_init}",
         f"converged: {bool(gm.converged_)} after {int(gm.n_iter_)} iterations",
-        f"log-likelihood: {objective:.6g} (per row: {objective / n:.6g})",
+        f"log-likelihood: {objective:.6g} (per row: {objective / n_rows:.6g})",
         "component  weight    mean",
     ]
     for j in range(weights.shape[0]):
-        mean_txt = "  ".join(f"{names[c]}={means[j, c]:.6g}" for c in range(d))
+        mean_txt = "  ".join(f"{names[c]}={means[j, c]:.6g}" for c in range(len(names)))
         lines.append(f"{j:<9d}  {weights[j]:<8.4f}  {mean_txt}")
     return "\n".join(lines)
+
+
+def write_predictions(
+    path: str, labels: np.ndarray, probabilities: np.ndarray, log_density: np.ndarray
+) -> None:
+    """Write ``predict``'s CSV (to stdout for ``-``; a file atomically).
+
+    Numbers are written with 17 significant digits, so they read back exactly.
+    """
+    import csv
+    import sys
+
+    from numpyro_gmm.atomic import atomic_path
+
+    header = ["label", *(f"prob_{k}" for k in range(probabilities.shape[1])), "log_density"]
+
+    def write(stream: Any) -> None:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(header)
+        for label, probs, density in zip(labels, probabilities, log_density, strict=True):
+            writer.writerow([int(label), *(f"{p:.17g}" for p in probs), f"{float(density):.17g}"])
+
+    if path == "-":
+        write(sys.stdout)
+        sys.stdout.flush()
+        return
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        write(fh)

@@ -85,19 +85,44 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
+def _expected_kind(default: Any) -> tuple[tuple[type, ...], str]:
+    """The value types an option accepts, from its default, and their description."""
+    if isinstance(default, bool):
+        return (bool,), "true or false"
+    if isinstance(default, int):
+        return (int,), "an integer"
+    if isinstance(default, str):
+        return (str,), "text"
+    # float, or None for options whose default is computed from the data: all numbers
+    return (int, float), "a number"
+
+
+def _option_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def check_method_options(method: str, options: Sequence[tuple[str, Any]]) -> None:
-    """Refuse ``--option`` names that ``method`` does not accept, before any work is done.
+    """Refuse ``--option`` names that ``method`` does not accept, and values of the wrong
+    type, before any work is done.
 
     Raises
     ------
     CLIError
-        Naming the first unknown option and listing the valid ones.
+        Naming ``--option`` and the first bad option, and listing the valid ones (or the
+        type the option takes).
     """
-    valid = sorted(method_options(method))
+    defaults = method_options(method)
+    valid = sorted(defaults)
     for key, value in options:
+        given = f"--option {key}={_option_text(value)}"
         if key in valid:
+            types, kind = _expected_kind(defaults[key])
+            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+                raise CLIError(
+                    f"{given}: method option {key!r} of method {method} takes {kind}, got "
+                    f"{_option_text(value)!r}"
+                )
             continue
-        given = f"--option {key}={value}"
         if not valid:
             raise CLIError(
                 f"unknown method option {key!r} ({given}): method {method} takes no method options"
@@ -117,14 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
     Returns
     -------
     argparse.ArgumentParser
-        Parser with the ``fit`` subcommand.
+        Parser with ``--version`` and the subcommands ``fit``, ``predict``, ``score`` and
+        ``info``.
     """
     from numpyro_gmm.datasets import list_examples
 
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Fit Gaussian mixture models (MAP / maximum likelihood) with numpyro_gmm.",
+        description="Fit Gaussian mixture models (MAP / maximum likelihood) with numpyro_gmm, "
+        "and use a saved fit on new rows.",
     )
+    # The package's one reading of importlib.metadata.version("numpyro_gmm").
+    from numpyro_gmm import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     fit = sub.add_parser(
         "fit",
@@ -133,33 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
             "Fit a Gaussian mixture to the numeric columns of a CSV file (with a header row) "
             f"or to a bundled example (default: {DEFAULT_EXAMPLE}). Writes the result as an "
             "ArviZ-style netCDF file (groups posterior, sample_stats, log_likelihood, "
-            "observed_data, restarts, em_trace; the layout of GaussianMixture.to_datatree) "
-            "and a PNG plot, and prints a summary."
+            "observed_data, assignments, restarts, em_trace; the layout of "
+            "GaussianMixture.to_datatree, loaded back by predict, score, info and "
+            "numpyro_gmm.load_gaussian_mixture) and a PNG plot (a pair plot for more than two "
+            "columns), and prints a summary; progress goes to stderr about once a second."
         ),
         epilog=f"bundled examples: {', '.join(list_examples())}",
     )
-    source = fit.add_mutually_exclusive_group()
-    source.add_argument(
-        "data",
-        nargs="?",
-        metavar="DATA.csv",
-        help=(
-            "CSV file with a header row, one observation per row "
-            f"(default: none; the example {DEFAULT_EXAMPLE!r} is used when neither DATA.csv "
-            "nor --example is given)"
-        ),
-    )
-    source.add_argument(
-        "--example",
-        metavar="NAME",
-        help=f"use a bundled example instead of a file: {', '.join(list_examples())} "
-        f"(default: {DEFAULT_EXAMPLE} when no DATA.csv is given)",
-    )
-    fit.add_argument(
-        "--columns",
-        metavar="A,B,...",
-        help="comma-separated columns to use (default: all numeric columns; "
-        "non-numeric columns are dropped with a note)",
+    _add_data_arguments(
+        fit,
+        data_default=f"none; the example {DEFAULT_EXAMPLE!r} is used when neither DATA.csv nor "
+        "--example is given",
+        example_default=f"{DEFAULT_EXAMPLE} when no DATA.csv is given",
+        columns_default="all numeric columns; a column of text is dropped with a note, a "
+        "non-numeric cell in a column of numbers is an error",
     )
     fit.add_argument(
         "-k",
@@ -269,4 +287,78 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not print progress to stderr (default: off)",
     )
+    _add_saved_fit_commands(sub)
     return parser
+
+
+def _add_data_arguments(
+    command: argparse.ArgumentParser,
+    *,
+    data_default: str,
+    example_default: str,
+    columns_default: str,
+) -> None:
+    """The rows a command reads: DATA.csv or --example, and --columns (one reader for all)."""
+    from numpyro_gmm.datasets import list_examples
+
+    source = command.add_mutually_exclusive_group()
+    source.add_argument(
+        "data",
+        nargs="?",
+        metavar="DATA.csv",
+        help=f"CSV file with a header row, one observation per row (default: {data_default})",
+    )
+    source.add_argument(
+        "--example",
+        metavar="NAME",
+        help=f"use a bundled example instead of a file: {', '.join(list_examples())} "
+        f"(default: {example_default})",
+    )
+    command.add_argument(
+        "--columns",
+        metavar="A,B,...",
+        help="comma-separated columns to use; other columns are ignored "
+        f"(default: {columns_default})",
+    )
+
+
+def _add_saved_fit_commands(sub: Any) -> None:
+    """``predict``, ``score`` and ``info``: commands that read a saved fit."""
+    fit_help = "a fit saved by 'numpyro-gmm fit' (or GaussianMixture.to_datatree)"
+    data_kwargs = {
+        "data_default": "none; give DATA.csv or --example",
+        "example_default": "none",
+        "columns_default": "the fit's feature names, in the fit's order; name as many "
+        "columns as the fit has features to use others",
+    }
+    predict = sub.add_parser(
+        "predict",
+        help="label new rows with a saved fit",
+        description="Read a saved fit and a CSV file of new rows; write a CSV file with each "
+        "row's most probable component (label), the probability of every component "
+        "(prob_0, prob_1, ...) and the row's log density under the mixture (log_density), "
+        "one line per input row, in order.",
+    )
+    predict.add_argument("fit_path", metavar="FIT.nc", help=f"{fit_help} (default: none)")
+    _add_data_arguments(predict, **data_kwargs)
+    predict.add_argument(
+        "--out",
+        default="-",
+        metavar="PATH",
+        help="output CSV file; '-' writes to standard output (default: -)",
+    )
+    score = sub.add_parser(
+        "score",
+        help="mean per-row log-likelihood of rows under a saved fit",
+        description="Print the mean per-row log-likelihood of the rows of a CSV file under a "
+        "saved fit (GaussianMixture.score), on one line of standard output.",
+    )
+    score.add_argument("fit_path", metavar="FIT.nc", help=f"{fit_help} (default: none)")
+    _add_data_arguments(score, **data_kwargs)
+    info = sub.add_parser(
+        "info",
+        help="summarize a saved fit",
+        description="Print a summary of a saved fit: method, number of components, covariance "
+        "type, weights and means, objective, convergence, features and data.",
+    )
+    info.add_argument("fit_path", metavar="FIT.nc", help=f"{fit_help} (default: none)")

@@ -1,0 +1,133 @@
+"""The commands that use a saved fit: ``predict``, ``score`` and ``info``.
+
+The fit is loaded by the package's loader (:func:`numpyro_gmm.load_gaussian_mixture`), so the
+labels, probabilities and scores are those of :class:`numpyro_gmm.GaussianMixture` on the
+same saved fit; the rows are read by the same reader as ``fit``'s
+(:func:`numpyro_gmm.cli.data.load_data`), with the same checks and messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from numpyro_gmm.cli.data import load_data
+from numpyro_gmm.cli.output import check_output_path, format_summary, write_predictions
+from numpyro_gmm.cli.parser import PROG, CLIError
+
+__all__ = ["load_saved_fit", "run_info", "run_predict", "run_score"]
+
+
+def load_saved_fit(path: str) -> tuple[Any, Any]:
+    """The fitted estimator and the tree of a saved fit.
+
+    Raises
+    ------
+    CLIError
+        If the file is missing, unreadable or not a saved Gaussian-mixture fit.
+    """
+    from numpyro_gmm.saved_fit import load_gaussian_mixture, open_fit
+
+    if not os.path.exists(path):
+        raise CLIError(
+            f"fit file {path!r} does not exist; give the path of a file written by '{PROG} fit'"
+        )
+    if os.path.isdir(path):
+        raise CLIError(f"fit path {path!r} is a directory; give the path of a fit.nc file")
+    try:
+        tree = open_fit(path)
+        return load_gaussian_mixture(tree), tree
+    except ValueError as err:
+        message = " ".join(str(err).split())
+        raise CLIError(message if repr(path) in message else f"{path!r}: {message}") from None
+
+
+def _features(tree: Any) -> list[str]:
+    return [str(f) for f in tree["posterior"]["feature"].values]
+
+
+def _require_rows(args: argparse.Namespace) -> None:
+    if args.data is None and args.example is None:
+        raise CLIError(f"give the rows to {args.command}: DATA.csv or --example NAME")
+
+
+def _rows(args: argparse.Namespace, tree: Any) -> np.ndarray:
+    """The rows to predict or score, in float64: the fit's columns (or ``--columns``), read
+    as ``fit`` reads its data. A float32 fit is evaluated in float64 on them, as
+    ``GaussianMixture`` evaluates float64 input."""
+    features = _features(tree)
+    x, _, _ = load_data(args.data, args.example, args.columns or features)
+    if x.shape[1] != len(features):
+        raise CLIError(
+            f"--columns names {x.shape[1]} column(s) but the fit has {len(features)} features "
+            f"({', '.join(features)}); name one column per feature, in that order"
+        )
+    return x
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Run ``numpyro-gmm predict``: labels, probabilities and log densities of new rows.
+
+    Returns
+    -------
+    int
+        0 on success.
+    """
+    _require_rows(args)
+    if args.out != "-":
+        check_output_path(args.out, "--out")
+    gm, tree = load_saved_fit(args.fit_path)
+    x = _rows(args, tree)
+    # The estimator's own three methods (each evaluates the component densities again), so
+    # that every column is exactly what GaussianMixture gives on the loaded fit.
+    write_predictions(args.out, gm.predict(x), gm.predict_proba(x), gm.score_samples(x))
+    if args.out != "-":
+        print(f"wrote: {args.out} ({x.shape[0]} rows)")
+    return 0
+
+
+def run_score(args: argparse.Namespace) -> int:
+    """Run ``numpyro-gmm score``: print the mean per-row log-likelihood of the rows.
+
+    Returns
+    -------
+    int
+        0 on success.
+    """
+    _require_rows(args)
+    gm, tree = load_saved_fit(args.fit_path)
+    x = _rows(args, tree)
+    print(repr(float(gm.score(x))))
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """Run ``numpyro-gmm info``: a human summary of a saved fit.
+
+    Returns
+    -------
+    int
+        0 on success.
+    """
+    gm, tree = load_saved_fit(args.fit_path)
+    attrs = tree.attrs
+    n_rows = int(tree["observed_data"].sizes["obs_id"])
+    source = str(attrs.get("data_source", "the saved observed_data"))
+    version = attrs.get("numpyro_gmm_version", "unknown")
+    lines = [
+        f"fit: {args.fit_path} (numpyro_gmm {version}, created {attrs.get('created_at', '?')})",
+        f"method: {gm.method}, K={gm.n_components}, covariance_type={gm.covariance_type}",
+        f"features: {', '.join(_features(tree))}",
+        f"objective: {float(gm.objective_):.6g} ({attrs.get('objective_convention', '')})",
+        f"restarts: {np.size(gm.restart_objectives_)}, best {int(attrs['best_restart'])}",
+        format_summary(gm, _features(tree), source, n_rows),
+    ]
+    if "command" in attrs:
+        lines.append(f"command: {attrs['command']}")
+    print("\n".join(lines))
+    sys.stdout.flush()
+    return 0
