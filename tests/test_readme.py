@@ -23,10 +23,12 @@ def test_readme_python_blocks_run_in_order(tmp_path):
     blocks = python_blocks(README.read_text())
     assert len(blocks) >= 5
     marker = "README BLOCK"
-    program = "\n".join(
-        f"print({f'{marker} {i}'!r}, flush=True)\n{block}" for i, block in enumerate(blocks)
+    clock = "__import__('time').perf_counter()"
+    program = f"_readme_started = {clock}\n" + "\n".join(
+        f"print({f'{marker} {i}'!r}, f'{{{clock} - _readme_started:.1f}} s', flush=True)\n{block}"
+        for i, block in enumerate(blocks)
     )
-    program += f"\nprint({f'{marker} done'!r})\n"
+    program += f"\nprint({f'{marker} done'!r}, f'{{{clock} - _readme_started:.1f}} s')\n"
     (tmp_path / "readme_examples.py").write_text(program)
     completed = subprocess.run(
         [sys.executable, "readme_examples.py"],
@@ -35,8 +37,9 @@ def test_readme_python_blocks_run_in_order(tmp_path):
         text=True,
         timeout=600,
     )
-    reached = re.findall(rf"^{marker} (\S+)$", completed.stdout, flags=re.MULTILINE)
+    reached = re.findall(rf"^{marker} (\S+) ", completed.stdout, flags=re.MULTILINE)
     assert completed.returncode == 0, (
         f"README block {reached[-1] if reached else '?'} failed:\n{completed.stderr[-4000:]}"
     )
-    assert reached[-1] == "done"
+    assert reached[-1] == "done", completed.stdout[-4000:]
+    print(*re.findall(rf"^{marker} .*$", completed.stdout, flags=re.MULTILINE), sep="\n")
