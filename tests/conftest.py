@@ -10,17 +10,22 @@ from pathlib import Path
 # Subprocesses are other interpreters: tests/test_repository.py greps their sources instead.
 _REPOSITORY = str(Path(__file__).resolve().parent.parent)
 _PARENT = os.path.dirname(_REPOSITORY)
+_PYTHON = os.path.abspath(sys.base_prefix)
 _OPENED_OUTSIDE: list[str] = []
 
 
 def _outside_the_repository(path) -> bool:
-    """Whether ``path`` lies under the repository's parent folder but not in the repository."""
+    """Whether ``path`` lies under the repository's parent folder but not in the repository.
+
+    Hidden folders next to the repository (``.cache``, ``.pyenv``, ``.local`` where the
+    repository sits in a home folder) and the Python installation are not siblings of it.
+    """
     path = os.path.abspath(path)
-    return (
-        path.startswith(_PARENT + os.sep)
-        and path != _REPOSITORY
-        and not path.startswith(_REPOSITORY + os.sep)
-    )
+    if not path.startswith(_PARENT + os.sep) or path.startswith(_PYTHON + os.sep):
+        return False
+    if path == _REPOSITORY or path.startswith(_REPOSITORY + os.sep):
+        return False
+    return not path[len(_PARENT) + 1 :].startswith(".")
 
 
 def _record_opens_outside(event: str, args: tuple) -> None:

@@ -30,6 +30,7 @@ def test_the_check_tells_inside_from_outside():
     assert conftest._outside_the_repository(ROOT.parent / "shared" / "notes" / "x.md")
     assert conftest._outside_the_repository(f"{ROOT}-other/file")  # a sibling with a prefix
     assert not conftest._outside_the_repository("/tmp/x")  # temporary folders are fine
+    assert not conftest._outside_the_repository(ROOT.parent / ".cache" / "jax" / "entry")
 
 
 def sources() -> list[Path]:
