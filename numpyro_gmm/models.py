@@ -3,16 +3,16 @@
 ``gaussian_mixture(K, covariance_type)`` returns ``model(x=None, n_samples=None)`` that runs
 unchanged under NUTS, SVI and ``Predictive``. Its sites:
 
-===============  ================================  =====================================
-site             shape                             prior
-===============  ================================  =====================================
-``weights``      (K,)                              ``Dirichlet(weight_concentration)``
-``covariances``  (K, D, D) (full)                  ``InverseWishart(df, scale)``
-``covariance``   (D, D) (tied)                     ``InverseWishart(df, scale)``
-``variances``    (K, D) (diag) or (K,) (spherical) ``InverseGamma(concentration, rate)``
-``locs``         (K, D)                            ``Normal(mean_loc, Sigma_k / mean_precision)``
-``obs``          (N, D), observed                  ``MixtureSameFamily`` of Gaussians
-===============  ================================  =====================================
+===============  ==================================  ==============================================
+site             shape                               prior
+===============  ==================================  ==============================================
+``weights``      (K,)                                ``Dirichlet(weight_concentration)``
+``covariances``  (K, D, D) (full)                    ``InverseWishart(df, scale)``
+``covariance``   (D, D) (tied)                       ``InverseWishart(df, scale)``
+``variances``    (K, D) (diag) or (K,) (spherical)   ``InverseGamma(concentration, rate)``
+``locs``         (K, D)                              ``Normal(mean_loc, Sigma_k / mean_precision)``
+``obs``          (N, D), observed                    ``MixtureSameFamily`` of Gaussians
+===============  ==================================  ==============================================
 
 The priors are conjugate, so :func:`numpyro_gmm.fit` uses closed-form MAP M-steps for these
 models. **Default hyperparameters** are weakly informative and, like scikit-learn's

@@ -148,7 +148,7 @@ class GaussianMixture(*_ESTIMATOR_BASES):
     restart_objectives_ : ndarray of shape (n_init,)
         Final log joint of every restart.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_features,)
         Names of the features seen in ``fit`` (string column names of a DataFrame, or the
         last coordinate of a DataArray); not set otherwise.
     n_components_found_ : int
