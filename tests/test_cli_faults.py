@@ -6,10 +6,12 @@ and keeps an existing output file as it was.
 """
 
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -160,23 +162,44 @@ def test_sigint_during_the_fit_exits_130_without_output(tmp_path, data_csv):
     # A long fit (tol 0: never stops early); SIGINT comes once the fit has started.
     command = [sys.executable, "-m", "numpyro_gmm.cli", "fit", str(data_csv), "--tol", "0"]
     command += ["--max-iter", "1000000", "--n-init", "2", "--out", str(out), "--no-plot"]
+    # Its own session, so that the whole group can be killed; stdout unread, so not a pipe.
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
     )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read_stderr():
+        for line in process.stderr:
+            lines.put(line)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    err = ""
     try:
-        # SIGINT once the iterations run (a progress line), not while JAX starts or compiles.
+        # SIGINT once the iterations run (a progress line), not while JAX starts or compiles;
+        # every wait is bounded, so a child that hangs silently cannot hang the test.
         deadline = time.monotonic() + 240
-        line = ""
-        while not line.startswith("Iteration") and time.monotonic() < deadline:
-            line = process.stderr.readline()
-            assert line or process.poll() is None, "the command ended before fitting"
-        assert process.poll() is None, "the fit ended before it could be interrupted"
+        while not err.splitlines()[-1:] or not err.splitlines()[-1].startswith("Iteration"):
+            assert process.poll() is None, f"the command ended before fitting: {err}"
+            try:
+                err += lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no progress line within 240 s: {err}") from None
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=120)
+        process.wait(timeout=120)
     finally:
         if process.poll() is None:  # never leave a child running, whatever failed
-            process.kill()
-            process.communicate()
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    reader.join(timeout=10)  # it ends at the closed pipe, having queued the last lines
+    process.stderr.close()
+    while not lines.empty():
+        err += lines.get()
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == "numpyro-gmm: interrupted"
     assert not out.exists() and _leftovers(tmp_path) == []
