@@ -11,6 +11,7 @@ import argparse
 import re
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,7 +90,9 @@ def run_fit(args: argparse.Namespace) -> int:
 
     check_method_options(args.method, args.option)
     out_path: str = args.out
-    plot_path: str | None = None if args.no_plot else args.plot
+    # The plot is named after the fit it shows, so a second fit does not replace the first's.
+    default_plot = str(Path(out_path).with_suffix(".png"))
+    plot_path: str | None = None if args.no_plot else (args.plot or default_plot)
     check_output_paths(out_path, plot_path)
 
     x, names, source = load_data(args.data, args.example, args.columns, note)
@@ -126,6 +129,10 @@ def run_fit(args: argparse.Namespace) -> int:
         f"to {n} rows x {d} columns from {source}"
     )
 
+    if args.random_state is None:
+        # The class's default (fresh randomness), drawn here so that the saved fit and the
+        # command that repeats it name the seed.
+        args.random_state = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
     estimator = _estimator_class()
     gm = estimator(
         n_components=args.components,
@@ -162,8 +169,12 @@ def run_fit(args: argparse.Namespace) -> int:
     means = np.asarray(gm.means_, dtype=np.float64).reshape(n_found, d)
     covariances = np.asarray(gm.covariances_, dtype=np.float64)
     try:
-        # The one writer, in the precision of the fit.
-        dt = gm.to_datatree(x, feature_names=names, attrs=datatree_attrs(args, source))
+        # The one writer, in the precision of the fit. The CSV's columns are named, so a
+        # loaded estimator checks the names of the columns it is given, as the CLI does; the
+        # command line's progress setting is not the estimator's.
+        gm.set_params(verbose=0)
+        attrs = {**datatree_attrs(args, source), "feature_names_in": True}
+        dt = gm.to_datatree(x, feature_names=names, attrs=attrs)
     except ValueError as err:
         # The fitted parameters are checked before they are saved: a failed fit, not an
         # internal error.

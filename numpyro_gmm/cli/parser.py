@@ -31,7 +31,7 @@ __all__ = [
 PROG = "numpyro-gmm"
 INIT_PARAMS = INIT_METHODS
 DEFAULT_EXAMPLE = "faithful"
-DEFAULT_COMPONENTS = 2
+DEFAULT_COMPONENTS = 1  # GaussianMixture's
 DEFAULT_METHOD = METHODS[0]
 
 
@@ -249,9 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--random-state",
         type=_int,
-        default=0,
+        default=None,
         metavar="SEED",
-        help="random seed (default: 0)",
+        help="random seed (default: a fresh one, as GaussianMixture's; the seed used is "
+        "saved with the fit, in its random_state and command attributes)",
     )
     precision = fit.add_mutually_exclusive_group()
     precision.add_argument(
@@ -273,9 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     plot = fit.add_mutually_exclusive_group()
     plot.add_argument(
         "--plot",
-        default="fit.png",
+        default=None,
         metavar="PATH",
-        help="output PNG plot of the data and the fitted mixture (default: fit.png)",
+        help="output PNG plot of the data and the fitted mixture (default: the --out path "
+        "with .png, e.g. fit.png)",
     )
     plot.add_argument(
         "--no-plot",
