@@ -126,7 +126,8 @@ def shard_rows(x: Array | np.ndarray | ShardedRows, mesh: Mesh) -> ShardedRows:
     padded = _padded_rows(n_samples, n_devices)
     if padded != n_samples:
         host = np.concatenate([host, np.zeros((padded - n_samples, host.shape[1]), host.dtype)])
-    return ShardedRows(jax.device_put(host, sharding), n_samples, mesh)
+    # A fresh view (validation.to_device says why).
+    return ShardedRows(jax.device_put(host.view(), sharding), n_samples, mesh)
 
 
 def rows_from_process_local(local_rows: np.ndarray, mesh: Mesh, n_samples: int) -> ShardedRows:

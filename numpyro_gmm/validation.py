@@ -57,7 +57,10 @@ def to_device(x: np.ndarray) -> jax.Array:
     so fitting it costs no second copy of the data (numpy's own allocations are usually
     16-byte aligned, and are copied once).
     """
-    return jax.device_put(np.ascontiguousarray(x), may_alias=True)
+    # A fresh view of the same memory: JAX reuses an earlier transfer of the same numpy
+    # object, in that transfer's dtype (float32 buffers behind a float64 array when the
+    # object was first sent with x64 off, e.g. by a NUTS run on the same data).
+    return jax.device_put(np.ascontiguousarray(x).view(), may_alias=True)
 
 
 def check_data(

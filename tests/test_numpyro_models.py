@@ -397,3 +397,19 @@ def test_float32_data_under_x64_fit_in_float64_and_warm_start_nuts(x64, which):
     assert all(np.isfinite(v).all() for v in mcmc.get_samples().values())
     assert "posterior" in result.to_datatree().children
 
+
+
+def test_float64_fit_of_data_a_parallel_nuts_run_saw_in_float32():
+    """JAX reuses an earlier transfer of the same numpy object in that transfer's dtype: after
+    NUTS (two chains in parallel, x64 off) on ``x``, a float64 fit of ``x`` got float32
+    buffers behind float64 arrays and failed inside its loop."""
+    from numpyro.infer import MCMC, NUTS
+
+    x = np.random.default_rng(4).normal(size=(90, 2))
+    model = ngm.models.gaussian_mixture(2, "diag")
+    mcmc = MCMC(NUTS(model), num_warmup=3, num_samples=3, num_chains=2, progress_bar=False)
+    mcmc.run(jax.random.key(0), x)
+    gm = ngm.GaussianMixture(2, random_state=0).fit(x)
+    assert gm.means_.dtype == np.float64
+    reference = ngm.GaussianMixture(2, random_state=0).fit(x.copy())
+    np.testing.assert_allclose(gm.means_, reference.means_, rtol=1e-12)
