@@ -129,10 +129,6 @@ def run_fit(args: argparse.Namespace) -> int:
         f"to {n} rows x {d} columns from {source}"
     )
 
-    if args.random_state is None:
-        # The class's default (fresh randomness), drawn here so that the saved fit and the
-        # command that repeats it name the seed.
-        args.random_state = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
     estimator = _estimator_class()
     gm = estimator(
         n_components=args.components,
@@ -169,12 +165,8 @@ def run_fit(args: argparse.Namespace) -> int:
     means = np.asarray(gm.means_, dtype=np.float64).reshape(n_found, d)
     covariances = np.asarray(gm.covariances_, dtype=np.float64)
     try:
-        # The one writer, in the precision of the fit. The CSV's columns are named, so a
-        # loaded estimator checks the names of the columns it is given, as the CLI does; the
-        # command line's progress setting is not the estimator's.
-        gm.set_params(verbose=0)
-        attrs = {**datatree_attrs(args, source), "feature_names_in": True}
-        dt = gm.to_datatree(x, feature_names=names, attrs=attrs)
+        # The one writer, in the precision of the fit.
+        dt = gm.to_datatree(x, feature_names=names, attrs=datatree_attrs(args, source))
     except ValueError as err:
         # The fitted parameters are checked before they are saved: a failed fit, not an
         # internal error.

@@ -31,7 +31,7 @@ __all__ = [
 PROG = "numpyro-gmm"
 INIT_PARAMS = INIT_METHODS
 DEFAULT_EXAMPLE = "faithful"
-DEFAULT_COMPONENTS = 1  # GaussianMixture's
+DEFAULT_COMPONENTS = 2
 DEFAULT_METHOD = METHODS[0]
 
 
@@ -249,10 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--random-state",
         type=_int,
-        default=None,
+        default=0,
         metavar="SEED",
-        help="random seed (default: a fresh one, as GaussianMixture's; the seed used is "
-        "saved with the fit, in its random_state and command attributes)",
+        help="random seed (default: 0)",
     )
     precision = fit.add_mutually_exclusive_group()
     precision.add_argument(
