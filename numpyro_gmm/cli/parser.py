@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_nonnegative_float,
         default=DEFAULTS.reg_covar,
         metavar="EPS",
-        help=f"positive value added to the covariance diagonals (default: {DEFAULTS.reg_covar:g})",
+        help=f"value >= 0 added to the covariance diagonals (default: {DEFAULTS.reg_covar:g})",
     )
     fit.add_argument(
         "--random-state",
