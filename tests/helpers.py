@@ -45,3 +45,20 @@ def run_benchmark_smoke(script: str, tmp_path: Path) -> tuple[str, object]:
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     return completed.stdout, json.loads(out.read_text())
+
+
+def lognormal_scales_model(y):
+    """A 1-D, K = 3 NumPyro mixture as users write it: LogNormal scales, so not conjugate
+    (generalized EM)."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    weights = numpyro.sample("weights", dist.Dirichlet(jnp.ones(3)))
+    with numpyro.plate("components", 3):
+        loc = numpyro.sample("loc", dist.Normal(0.0, 10.0))
+        scale = numpyro.sample("scale", dist.LogNormal(0.0, 1.0))
+    with numpyro.plate("data", y.shape[0]):
+        numpyro.sample(
+            "y", dist.MixtureSameFamily(dist.Categorical(weights), dist.Normal(loc, scale)), obs=y
+        )

@@ -16,7 +16,7 @@ from numpyro_gmm.compilation_cache import ENV_VAR
 from numpyro_gmm.fitting import InitialValues, fit_gaussian_mixture
 from numpyro_gmm.mixture.params import precisions_cholesky_from_covariances
 
-from helpers import make_mixture_data
+from helpers import lognormal_scales_model, make_mixture_data
 
 
 def _unpadded(monkeypatch):
@@ -165,22 +165,6 @@ def test_time_breakdown_adds_up_and_nests():
     assert "program" in inner.summary()
 
 
-def _lognormal_scales_model(y):
-    import numpyro
-    import numpyro.distributions as dist
-
-    weights = numpyro.sample("weights", dist.Dirichlet(jnp.ones(3)))
-    with numpyro.plate("components", 3):
-        loc = numpyro.sample("loc", dist.Normal(0.0, 10.0))
-        scale = numpyro.sample("scale", dist.LogNormal(0.0, 1.0))
-    with numpyro.plate("data", y.shape[0]):
-        numpyro.sample(
-            "y",
-            dist.MixtureSameFamily(dist.Categorical(weights), dist.Normal(loc, scale)),
-            obs=y,
-        )
-
-
 def test_a_user_model_fit_compiles_one_large_program_and_new_data_compile_nothing():
     import numpyro_gmm as ngm
 
@@ -191,9 +175,9 @@ def test_a_user_model_fit_compiles_one_large_program_and_new_data_compile_nothin
     )
     jax.clear_caches()
     with timing.measure() as first:
-        ngm.fit(_lognormal_scales_model, first_y, num_restarts=2, rng_key=0, max_iter=500)
+        ngm.fit(lognormal_scales_model, first_y, num_restarts=2, rng_key=0, max_iter=500)
     with timing.measure() as second:
-        result = ngm.fit(_lognormal_scales_model, second_y, num_restarts=2, rng_key=1, max_iter=500)
+        result = ngm.fit(lognormal_scales_model, second_y, num_restarts=2, rng_key=1, max_iter=500)
     # Reading, checking and scoring the model run jitted, not operation by operation (about
     # 200 compilations of single operations before).
     assert first.programs < 70

@@ -15,6 +15,8 @@ from numpyro.infer.util import log_density
 import numpyro_gmm as ngm
 from numpyro_gmm.numpyro_bridge import UnsupportedModelError, read_model
 
+from helpers import lognormal_scales_model
+
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
 
@@ -365,17 +367,6 @@ def test_user_written_conjugate_model_gets_closed_form_steps(x64):
         ngm.fit(user_model("A", "diag"), x, m_step="closed_form")
 
 
-def _scales_model(y):
-    weights = numpyro.sample("weights", dist.Dirichlet(jnp.ones(3)))
-    with numpyro.plate("components", 3):
-        loc = numpyro.sample("loc", dist.Normal(0.0, 10.0))
-        scale = numpyro.sample("scale", dist.LogNormal(0.0, 1.0))
-    with numpyro.plate("data", y.shape[0]):
-        numpyro.sample(
-            "y", dist.MixtureSameFamily(dist.Categorical(weights), dist.Normal(loc, scale)), obs=y
-        )
-
-
 @pytest.mark.parametrize("which", ["user", "builder"])
 def test_float32_data_under_x64_fit_in_float64_and_warm_start_nuts(x64, which):
     from numpyro.infer import MCMC, NUTS
@@ -383,7 +374,7 @@ def test_float32_data_under_x64_fit_in_float64_and_warm_start_nuts(x64, which):
     rng = np.random.default_rng(0)
     y = np.concatenate([rng.normal(-4, 1, 60), rng.normal(0, 0.5, 60), rng.normal(5, 2, 60)])
     y = y.astype(np.float32)
-    model = _scales_model if which == "user" else ngm.models.gaussian_mixture(3)
+    model = lognormal_scales_model if which == "user" else ngm.models.gaussian_mixture(3)
     result = ngm.fit(model, y, num_restarts=2)
     # JAX's precision, as the model's own sites have it (float32 data failed here before).
     assert {np.asarray(v).dtype for v in result.params.values()} == {np.dtype(np.float64)}
