@@ -461,7 +461,8 @@ class GaussianMixture(*_ESTIMATOR_BASES):
             n_components=int(np.shape(self.weights_)[0]),
             feature_names=feature_names,
         )
-        log_prob = self._weighted_log_prob(x)
+        # X, not x: the feature names of a DataFrame are checked against fit's.
+        log_prob = self._weighted_log_prob(X)
         log_likelihood = logsumexp(log_prob, axis=1)
         # Only plain values: what from_datatree can give back to the constructor. The
         # class's own parameters, whatever a subclass's constructor looks like.

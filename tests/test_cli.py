@@ -10,6 +10,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 import sklearn.mixture
 import xarray as xr
@@ -32,7 +33,7 @@ COVARIANCE_SITES = {
     "diag": "variances",
     "spherical": "variances",
 }
-FAST = ["--n-init", "2", "--max-iter", "200", "--tol", "1e-4"]
+FAST = ["--n-init", "2", "--max-iter", "200", "--tol", "1e-4", "--random-state", "0"]
 
 
 def _run(argv, capsys):
@@ -51,7 +52,8 @@ def _write_csv(path, text):
 
 def test_fit_default_example_writes_netcdf_and_png(tmp_path, capsys):
     out, png = tmp_path / "fit.nc", tmp_path / "fit.png"
-    rc, stdout, stderr = _run(["fit", *FAST, "--out", str(out), "--plot", str(png)], capsys)
+    argv = ["fit", "-k", "2", *FAST, "--out", str(out), "--plot", str(png)]
+    rc, stdout, stderr = _run(argv, capsys)
     assert rc == 0, stderr
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
     with xr.open_datatree(out) as dt:
@@ -359,7 +361,7 @@ def test_help_documents_every_option_with_default(capsys):
         assert option in text, option
     # the defaults are the package's (numpyro_gmm.pipeline.DEFAULTS), not the CLI's own
     for default in [
-        "(default: 2)",
+        "(default: 1)",
         f"(default: {DEFAULTS.covariance_type})",
         f"(default: {METHODS[0]})",
         f"(default: {DEFAULTS.num_restarts})",
@@ -367,7 +369,7 @@ def test_help_documents_every_option_with_default(capsys):
         f"(default: {DEFAULTS.max_iter})",
         f"(default: {DEFAULTS.tol:g})",
         f"(default: {DEFAULTS.reg_covar:g})",
-        "(default: 0)",
+        "(default: none, a fresh seed that is printed and saved",
         "(default: fit.nc)",
         "(default: the --out path with .png",
         "faithful",
@@ -582,7 +584,8 @@ def saved_fit(tmp_path_factory):
     table = np.column_stack([new[:, 1], np.arange(25), new[:, 0]])
     np.savetxt(rows, table, delimiter=",", header="v,id,u", comments="", fmt="%.17g")
     out = directory / "fit.nc"
-    status = cli.main(["fit", str(train), *FAST, "--out", str(out), "--no-plot", "--quiet"])
+    argv = ["fit", str(train), "-k", "2", *FAST, "--out", str(out), "--no-plot", "--quiet"]
+    status = cli.main(argv)
     assert status == 0
     return out, rows, new
 
@@ -596,6 +599,12 @@ def test_predict_gives_the_labels_of_the_loaded_estimator(saved_fit, tmp_path, c
     assert str(out) in stdout
     gm = ngm.load_gaussian_mixture(fit_path)
     assert isinstance(gm, GaussianMixture)
+    # The command line fitted named columns: the loaded estimator checks them, and it fits
+    # quietly (progress was the command line's).
+    assert list(gm.feature_names_in_) == ["u", "v"] and gm.verbose == 0
+    new = pd.DataFrame(new, columns=["u", "v"])
+    with pytest.raises(ValueError, match="feature names"):
+        gm.predict(new[["v", "u"]])
     table = np.genfromtxt(out, delimiter=",", names=True)
     assert table.dtype.names == ("label", "prob_0", "prob_1", "log_density")
     np.testing.assert_array_equal(table["label"].astype(int), gm.predict(new))
@@ -613,6 +622,7 @@ def test_score_is_the_estimator_score(saved_fit, capsys):
     capsys.readouterr()
     rc, stdout, stderr = _run(["score", str(fit_path), str(rows)], capsys)
     assert rc == 0, stderr
+    new = pd.DataFrame(new, columns=["u", "v"])
     assert float(stdout.strip()) == ngm.load_gaussian_mixture(fit_path).score(new)
     assert stderr == ""
 
@@ -644,6 +654,7 @@ def test_cli_defaults_are_the_class_defaults():
     defaults = {a.dest: a.default for a in fit_parser._actions}
     signature = inspect.signature(GaussianMixture.__init__).parameters
     shared = {
+        "components": "n_components",
         "covariance_type": "covariance_type",
         "method": "method",
         "n_init": "n_init",
@@ -655,10 +666,8 @@ def test_cli_defaults_are_the_class_defaults():
     for dest, name in shared.items():
         assert defaults[dest] == signature[name].default, name
         assert type(defaults[dest]) is type(signature[name].default), name
-    # The two deliberate differences, documented in the help and the README: two
-    # components (one is no mixture) and a fixed seed (a run is reproducible).
-    assert (defaults["components"], signature["n_components"].default) == (2, 1)
-    assert (defaults["random_state"], signature["random_state"].default) == (0, None)
+    # A fresh seed in both; the command line prints and saves the one it drew.
+    assert defaults["random_state"] is signature["random_state"].default is None
 
 
 def _subparser(name):
@@ -744,7 +753,7 @@ def test_fit_plots_pairs_for_more_than_two_columns(tmp_path, capsys):
     data = tmp_path / "three.csv"
     np.savetxt(data, x, delimiter=",", header="p,q,r", comments="", fmt="%.10g")
     png = tmp_path / "pairs.png"
-    argv = ["fit", str(data), *FAST, "--out", str(tmp_path / "o.nc"), "--plot", str(png)]
+    argv = ["fit", str(data), "-k", "2", *FAST, "--out", str(tmp_path / "o.nc"), "--plot", str(png)]
     rc, _, stderr = _run([*argv, "--quiet"], capsys)
     assert rc == 0, stderr
     assert png.read_bytes()[:8] == PNG_MAGIC

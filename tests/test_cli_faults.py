@@ -285,7 +285,7 @@ def _input_faults(d):
         "empty": (["fit", _table(d / "empty.csv", "a,b", [])],
                   r"has a header but no data rows"),
         "one row": (["fit", _table(d / "one.csv", "a,b", ["1,2"])],
-                    r"has 1 rows, fewer than the 2 components asked for"),
+                    r"has only 1 row; a mixture fit needs at least 2"),
         "N < K": (["fit", _table(d / "few.csv", "a,b", ["1,2", "3,4"]), "-k", "3"],
                   r"fewer than the 3 components asked for; lower --components"),
         "non-numeric cell": (["fit", _table(d / "typo.csv", "a,b", ["1,2", "3,x", "5,6"])],

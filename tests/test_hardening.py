@@ -151,7 +151,7 @@ def _run_cli(x, method, n_components, tmp_path, capsys):
     argv = ["fit", str(path), "-k", str(n_components), "--method", method]
     # The facade's defaults (tol, init), so that both run the same compiled programs.
     argv += ["--n-init", str(N_RESTARTS), "--max-iter", str(MAX_ITER), "--tol", "1e-3"]
-    argv += ["--init-params", "kmeans"]
+    argv += ["--init-params", "kmeans", "--random-state", "0"]
     argv += ["--out", str(out), "--no-plot", "--quiet"]
     capsys.readouterr()
     status = cli.main(argv)

@@ -286,3 +286,17 @@ def test_wrong_feature_names_raise(x64):
     gm, _ = _tree("full")
     with pytest.raises(ValueError, match="feature_names has 1 names"):
         gm.to_datatree(np.zeros((5, D)), feature_names=["a"])
+
+
+def test_a_dataframe_fit_saves_and_loads_its_column_names(tmp_path):
+    import pandas as pd
+
+    x = pd.DataFrame(np.random.default_rng(5).normal(size=(N, 2)), columns=["height", "mass"])
+    gm = ngm.GaussianMixture(2, random_state=0).fit(x)
+    dt = gm.to_datatree(x)  # the frame's names are checked, not warned about (errors here)
+    assert list(dt["posterior"]["feature"].values) == ["height", "mass"]
+    back = ngm.load_gaussian_mixture(dt)
+    assert list(back.feature_names_in_) == ["height", "mass"]
+    np.testing.assert_array_equal(back.predict(x), gm.predict(x))
+    with pytest.raises(ValueError, match="feature names"):
+        back.predict(x[["mass", "height"]])

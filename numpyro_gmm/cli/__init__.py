@@ -3,11 +3,11 @@
 
 Examples
 --------
-Fit two full-covariance components to the bundled Old Faithful data, writing ``fit.nc``
-(an ArviZ-style netCDF file, the layout of :meth:`numpyro_gmm.GaussianMixture.to_datatree`)
-and ``fit.png``::
+Fit two full-covariance components (from seed 0) to the bundled Old Faithful data, writing
+``fit.nc`` (an ArviZ-style netCDF file, the layout of
+:meth:`numpyro_gmm.GaussianMixture.to_datatree`) and ``fit.png``::
 
-    numpyro-gmm fit
+    numpyro-gmm fit -k 2 --random-state 0
     numpyro-gmm fit --example galaxies -k 4 --covariance-type spherical --out galaxies.nc
     numpyro-gmm fit data.csv --columns height,weight -k 3 --no-plot
     numpyro-gmm predict fit.nc new.csv --out labels.csv

@@ -124,9 +124,13 @@ def run_fit(args: argparse.Namespace) -> int:
         w.message = str(w.message).replace("use reg_covar", "use --reg-covar")
     _report_warnings(caught)
 
+    if args.random_state is None:
+        # The class's default (a fresh seed), drawn here so that it can be printed and saved.
+        args.random_state = int(np.random.SeedSequence().entropy % 2**31)
     progress(
         f"fitting {args.components} components ({args.covariance_type}, method={args.method}) "
-        f"to {n} rows x {d} columns from {source}"
+        f"to {n} rows x {d} columns from {source}, random seed {args.random_state} "
+        "(--random-state repeats a run)"
     )
 
     estimator = _estimator_class()
@@ -144,13 +148,18 @@ def run_fit(args: argparse.Namespace) -> int:
         method=args.method,
         method_options=dict(args.option) or None,
     )
+    # Named columns, as a user's DataFrame: the saved fit records them, and the estimator
+    # loaded from it checks the columns of new rows.
+    import pandas as pd
+
+    frame = pd.DataFrame(x, columns=names)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            gm.fit(x)
+            gm.fit(frame)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
             raise CLIError(_fit_failure(err, args.option)) from None
-        labels = np.asarray(gm.predict(x))
+        labels = np.asarray(gm.predict(frame))
     _report_warnings(caught)
 
     weights = np.asarray(gm.weights_, dtype=np.float64)
@@ -166,7 +175,9 @@ def run_fit(args: argparse.Namespace) -> int:
     covariances = np.asarray(gm.covariances_, dtype=np.float64)
     try:
         # The one writer, in the precision of the fit.
-        dt = gm.to_datatree(x, feature_names=names, attrs=datatree_attrs(args, source))
+        # Progress is the command line's; the estimator loaded from the file fits quietly.
+        gm.verbose = 0
+        dt = gm.to_datatree(frame, feature_names=names, attrs=datatree_attrs(args, source))
     except ValueError as err:
         # The fitted parameters are checked before they are saved: a failed fit, not an
         # internal error.

@@ -31,7 +31,8 @@ __all__ = [
 PROG = "numpyro-gmm"
 INIT_PARAMS = INIT_METHODS
 DEFAULT_EXAMPLE = "faithful"
-DEFAULT_COMPONENTS = 2
+# The class's default (scikit-learn's): one component.
+DEFAULT_COMPONENTS = 1
 DEFAULT_METHOD = METHODS[0]
 
 
@@ -249,9 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--random-state",
         type=_int,
-        default=0,
+        default=None,
         metavar="SEED",
-        help="random seed (default: 0)",
+        help="random seed (default: none, a fresh seed that is printed and saved with the fit, "
+        "so the run can be repeated)",
     )
     precision = fit.add_mutually_exclusive_group()
     precision.add_argument(

@@ -55,10 +55,11 @@ def _require_rows(args: argparse.Namespace) -> None:
         raise CLIError(f"give the rows to {args.command}: DATA.csv or --example NAME")
 
 
-def _rows(args: argparse.Namespace, tree: Any) -> np.ndarray:
-    """The rows to predict or score, in float64: the fit's columns (or ``--columns``), read
-    as ``fit`` reads its data. A float32 fit is evaluated in float64 on them, as
-    ``GaussianMixture`` evaluates float64 input."""
+def _rows(args: argparse.Namespace, tree: Any) -> Any:
+    """The rows to predict or score, in float64, named as the fit's features: the fit's
+    columns (or ``--columns``, in the order of the features), read as ``fit`` reads its
+    data. A float32 fit is evaluated in float64 on them, as ``GaussianMixture`` evaluates
+    float64 input."""
     features = _features(tree)
     x, _, _ = load_data(args.data, args.example, args.columns or features)
     if x.shape[1] != len(features):
@@ -66,7 +67,9 @@ def _rows(args: argparse.Namespace, tree: Any) -> np.ndarray:
             f"--columns names {x.shape[1]} column(s) but the fit has {len(features)} features "
             f"({', '.join(features)}); name one column per feature, in that order"
         )
-    return x
+    import pandas as pd
+
+    return pd.DataFrame(x, columns=features)
 
 
 def run_predict(args: argparse.Namespace) -> int:
