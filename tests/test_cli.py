@@ -640,6 +640,23 @@ def test_info_names_k_method_and_features(saved_fit, capsys):
     assert "command: numpyro-gmm fit" in stdout
 
 
+def test_info_summarizes_a_model_map_and_predict_asks_for_the_model(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(-3, 1, (30, 2)), rng.normal(3, 1, (30, 2))])
+    result = ngm.fit(ngm.models.gaussian_mixture(2), x, num_restarts=2, rng_key=0)
+    path = tmp_path / "map.nc"
+    result.to_datatree().to_netcdf(path)
+    rc, stdout, stderr = _run(["info", str(path)], capsys)
+    assert rc == 0, stderr
+    assert "NumPyro model MAP: method em, K=2, mixture site 'obs'" in stdout
+    assert f"objective: {result.objective:.6g}" in stdout
+    assert "restarts: 2" in stdout and "locs (2, 2)" in stdout
+    assert "load_map_result" in stdout
+    rows = _write_csv(tmp_path / "rows.csv", "x0,x1\n0,0\n")
+    rc, _, stderr = _run(["predict", str(path), rows], capsys)
+    assert rc == 2 and "load_map_result" in stderr and len(stderr.strip().splitlines()) == 1
+
+
 def test_version(capsys):
     from importlib.metadata import version
 

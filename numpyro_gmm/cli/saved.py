@@ -116,6 +116,8 @@ def run_info(args: argparse.Namespace) -> int:
     int
         0 on success.
     """
+    if _is_model_map(args.fit_path):
+        return _info_of_model_map(args.fit_path)
     gm, tree = load_saved_fit(args.fit_path)
     attrs = tree.attrs
     n_rows = int(tree["observed_data"].sizes["obs_id"])
@@ -131,6 +133,44 @@ def run_info(args: argparse.Namespace) -> int:
     ]
     if "command" in attrs:
         lines.append(f"command: {attrs['command']}")
+    print("\n".join(lines))
+    sys.stdout.flush()
+    return 0
+
+
+def _is_model_map(path: str) -> bool:
+    """Whether ``path`` is a saved NumPyro model's MAP (``MAPResult.to_datatree``)."""
+    from numpyro_gmm.saved_fit import open_fit
+
+    try:
+        attrs = open_fit(path).attrs
+    except (ValueError, OSError):
+        return False  # load_saved_fit reports it
+    return "mixture_site" in attrs and "covariance_type" not in attrs
+
+
+def _info_of_model_map(path: str) -> int:
+    """``info`` for a NumPyro model's MAP: what the tree holds without the model."""
+    from numpyro_gmm.saved_fit import open_fit
+
+    tree = open_fit(path)
+    attrs = tree.attrs
+    sites = ", ".join(
+        f"{name} {tuple(var.shape[2:])}" for name, var in tree["posterior"].data_vars.items()
+    )
+    restarts = np.asarray(tree["restarts"]["objective"]) if "restarts" in tree.children else []
+    lines = [
+        f"fit: {path} (numpyro_gmm {attrs.get('numpyro_gmm_version', 'unknown')}, "
+        f"created {attrs.get('created_at', '?')})",
+        f"NumPyro model MAP: method {attrs.get('method', '?')}, K={attrs.get('n_components')}, "
+        f"mixture site {attrs.get('mixture_site')!r}",
+        f"objective: {float(attrs['objective']):.6g} ({attrs.get('objective_convention', '')})",
+        f"restarts: {np.size(restarts)}, best {int(attrs['best_restart'])}, "
+        f"converged: {bool(int(attrs.get('converged', 0)))}, iterations: {attrs.get('n_iter')}",
+        f"sites: {sites}",
+        "predict and score need the model: in Python, "
+        "numpyro_gmm.load_map_result(path, model, *model_args)",
+    ]
     print("\n".join(lines))
     sys.stdout.flush()
     return 0
