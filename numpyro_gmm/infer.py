@@ -17,6 +17,7 @@ Restarts run as one vmapped program and the best (highest log joint) is returned
 restart's objective is kept.
 """
 
+import copy
 from typing import Any
 
 import jax
@@ -33,6 +34,7 @@ from numpyro_gmm.map_result import MAPResult
 from numpyro_gmm.mixture.init import kmeans_plusplus_indices, random_from_data_indices
 from numpyro_gmm.mixture.params import precisions_cholesky_from_covariances
 from numpyro_gmm.numpyro_bridge import MixtureModel, UnsupportedModelError, read_model
+from numpyro_gmm.numpyro_bridge.arguments import bind_arguments
 from numpyro_gmm.numpyro_bridge.conjugate import ConjugateMixture, match_conjugate
 from numpyro_gmm.numpyro_bridge.reader import draw_trace, unwrap
 from numpyro_gmm.pipeline import fit_mixture
@@ -262,7 +264,7 @@ def _build_generalized_program(
     kernel = get_kernel("generalized_em", parameters="pytree")
 
     def log_probs_and_prior(params, data):
-        return mixture.component_log_probs_and_log_prior(mixture.constrain(params), data)
+        return mixture.weighted_log_probs_and_log_prior(mixture.constrain(params), data)
 
     step = kernel.build_kernel(log_probs_and_prior, m_steps=m_steps)
 
@@ -331,12 +333,7 @@ def _read_mixture(model, x, model_args, model_kwargs) -> MixtureModel:
     try:
         mixture = read_model(model, x, *model_args, **(model_kwargs or {}))
     except ValueError as error:
-        if "got invalid" not in str(error):
-            raise
-        raise ValueError(
-            f"Running the model failed: {error} Give every distribution in the model finite "
-            "parameters in their valid range."
-        ) from error
+        _raise_invalid_parameters(error)
     check_n_samples(x.shape[0], mixture.n_components)
     trace = draw_trace(mixture.model, 0, *mixture.args, **mixture.kwargs)
     values = {name: trace[name]["value"] for name in mixture.latent_sites}
@@ -359,6 +356,17 @@ def _read_mixture(model, x, model_args, model_kwargs) -> MixtureModel:
                 "NUTS."
             )
     return mixture
+
+
+def _raise_invalid_parameters(error: ValueError):
+    """Re-raise an error of running the model, saying what to do when NumPyro found a
+    distribution's parameters invalid."""
+    if "got invalid" not in str(error):
+        raise error
+    raise ValueError(
+        f"Running the model failed: {error} Give every distribution in the model finite "
+        "parameters in their valid range."
+    ) from error
 
 
 def _check_observations(x) -> np.ndarray:
@@ -444,7 +452,8 @@ class _ConjugateMethod(_MAPAlgorithm):
                 f"method={self.method!r} runs on conjugate Gaussian mixtures (a "
                 "MixtureSameFamily likelihood with Dirichlet weights, Normal means and "
                 "Inverse-Wishart or Inverse-Gamma covariances, e.g. "
-                "numpyro_gmm.models.gaussian_mixture); this model is not one. "
+                f"numpyro_gmm.models.gaussian_mixture); this model is not one"
+                f"{_why_not_closed_form(mixture)}. "
                 "method='em' fits any mixture model by generalized EM."
             )
         return _fit_conjugate(
@@ -457,6 +466,18 @@ class _ConjugateMethod(_MAPAlgorithm):
             mixture,
             options=self.method_options,
         )
+
+
+def _why_not_closed_form(mixture: MixtureModel) -> str:
+    """What, besides the sites' distributions, keeps a model off the closed-form path."""
+    if mixture.extra_sites:
+        return (
+            f": its log joint has terms besides the mixture and the priors (factor or other "
+            f"observed sites {', '.join(map(repr, mixture.extra_sites))})"
+        )
+    if mixture.weighs_rows():
+        return f": its likelihood site {mixture.mixture_site!r} is masked or scaled"
+    return ""
 
 
 class BigLearnEM(_ConjugateMethod):
@@ -500,9 +521,42 @@ class MAP:
         self.algorithm = algorithm
         self.num_restarts = num_restarts
 
-    def run(self, rng_key, x, *model_args, **model_kwargs) -> MAPResult:
-        """Fit ``x`` (passed to the model first, then ``model_args``/``model_kwargs``)."""
-        return self.algorithm.run(rng_key, x, self.num_restarts, model_args, model_kwargs)
+    def run(self, rng_key, *args, **kwargs) -> MAPResult:
+        """Fit the model called as ``model(*args, **kwargs)``, as ``MCMC.run`` takes them.
+
+        The data are the mixture site's observed values, wherever the model takes them
+        (first, after covariates, by keyword); the other array arguments may change between
+        calls without recompiling, arguments that are not arrays (e.g. a number of
+        components) are part of the model's structure.
+        """
+        algorithm, x, arrays, layout = _bind(self.algorithm, args, kwargs)
+        result = algorithm.run(rng_key, x, self.num_restarts, arrays)
+        result.arguments = layout
+        return result
+
+
+def _bind(algorithm: "_MAPAlgorithm", args: tuple, kwargs: dict):
+    """The algorithm on the model called data first, the data, the other arrays and the
+    layout of the user's call (:mod:`numpyro_gmm.numpyro_bridge.arguments`)."""
+    candidates = [value for value in (*args, *kwargs.values()) if np.ndim(value) >= 1]
+    if candidates:  # the data are usually first: their faults named before the model runs
+        _check_observations(candidates[0])
+    try:
+        mixture = read_model(algorithm.model, *args, **kwargs)
+    except ValueError as error:
+        for value in candidates[1:]:  # a fault of the data passed elsewhere, named as such
+            _check_observations(value)
+        _raise_invalid_parameters(error)
+    trace = draw_trace(mixture.model, 0, *args, **kwargs)
+    observed = trace[mixture.mixture_site]["value"]
+    model, x, arrays, layout = bind_arguments(mixture.model, args, kwargs, observed)
+    dtype = working_dtype(np.float64)
+    arrays = jax.tree.map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, arrays
+    )
+    bound = copy.copy(algorithm)
+    bound.model = model
+    return bound, x, arrays, layout
 
 
 _METHODS = {"em": EM, "biglearn_em": BigLearnEM, "gradient_em": GradientEM}
@@ -510,32 +564,36 @@ _METHODS = {"em": EM, "biglearn_em": BigLearnEM, "gradient_em": GradientEM}
 
 def fit(
     model,
-    x,
+    *args,
     method: str = "em",
     num_restarts: int = 8,
     rng_key: int | jax.Array = 0,
     max_iter: int = 1000,
     tol: float = 1e-6,
-    **options,
+    options: dict | None = None,
+    **kwargs,
 ) -> MAPResult:
     """MAP of a NumPyro mixture model by ``method`` with ``num_restarts`` restarts.
 
     Parameters
     ----------
     model : callable
-        A NumPyro mixture model (see :mod:`numpyro_gmm.numpyro_bridge`), called as
-        ``model(x)``.
-    x : array-like, shape (N, D) or (N,)
+        A NumPyro mixture model (see :mod:`numpyro_gmm.numpyro_bridge`).
+    *args, **kwargs
+        The model's own arguments, as ``MCMC.run(rng_key, *args, **kwargs)`` takes them:
+        ``fit(model, x)``, ``fit(model, covariates, y)``, ``fit(model, 3, data=y)``. The data
+        are the values the mixture site observes. A keyword that is not a parameter of the
+        model but an option of ``method`` (below) is taken as that option.
     method : {"em", "biglearn_em", "gradient_em"}
         ``"em"`` handles any supported mixture model; the other two need a conjugate
         Gaussian mixture (see :class:`BigLearnEM`, :class:`GradientEM`).
     num_restarts : int
     rng_key : int or PRNGKey
     max_iter, tol : int, float
-    **options
+    options : dict, optional
         Method options (``"em"``: ``reg_covar``, ``init_params``, ``m_steps``,
         ``initial_values``, ``m_step``; the others: ``reg_covar``, ``init_params`` and the
-        method's own options).
+        method's own options), also accepted as keywords.
 
     Returns
     -------
@@ -543,5 +601,43 @@ def fit(
     """
     if method not in _METHODS:
         raise ValueError(f"Unknown method {method!r}; use one of {tuple(_METHODS)}.")
+    model_kwargs, keyword_options = _split_keywords(model, method, kwargs)
+    options = {**keyword_options, **(options or {})}
     algorithm = _METHODS[method](model, max_iter=max_iter, tol=tol, **options)
-    return MAP(algorithm, num_restarts).run(rng_key, x)
+    return MAP(algorithm, num_restarts).run(rng_key, *args, **model_kwargs)
+
+
+def _option_names(method: str) -> set[str]:
+    shared = {"reg_covar", "init_params"}
+    if method == "em":
+        return shared | {"m_steps", "initial_values", "m_step"}
+    from numpyro_gmm.pipeline import method_options
+
+    return shared | set(method_options(method))
+
+
+def _split_keywords(model, method: str, kwargs: dict) -> tuple[dict, dict]:
+    """The model's keyword arguments and the method's options among ``fit``'s keywords: a
+    parameter of the model is the model's, else an option name is an option."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(model).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    options = _option_names(method)
+    model_kwargs, method_kwargs = {}, {}
+    for name, value in kwargs.items():
+        if name in parameters and parameters[name].kind is not inspect.Parameter.VAR_KEYWORD:
+            model_kwargs[name] = value
+        elif name in options:
+            method_kwargs[name] = value
+        elif takes_any:
+            model_kwargs[name] = value
+        else:
+            raise TypeError(
+                f"fit() got the keyword {name!r}, which is neither a parameter of the model "
+                f"nor an option of method={method!r} (options: {', '.join(sorted(options))})."
+            )
+    return model_kwargs, method_kwargs

@@ -30,6 +30,9 @@ class MAPResult:
     """
 
     def __init__(self, mixture, params: dict, objective: float, fit: FitResult) -> None:
+        #: Where the data and covariates go in the model's own call
+        #: (:class:`~numpyro_gmm.numpyro_bridge.arguments.ArgumentLayout`), set by ``fit``.
+        self.arguments = None
         self.mixture = mixture
         self.params = params
         self.objective = objective
@@ -72,25 +75,35 @@ class MAPResult:
         """Per-sample log joint of every iteration of every restart, NaN after the last."""
         return self.fit.trace
 
-    def _log_probs(self, x) -> np.ndarray:
+    def _log_probs(self, *args, **kwargs) -> np.ndarray:
+        """(N, K) ``log pi_k + log p_k(x_n)`` for new data, given as the model's own arguments
+        (``predict(x)`` alone keeps the fit's other arguments, e.g. its covariates)."""
         import jax.numpy as jnp
 
-        args = (jnp.asarray(x), *self.mixture.args[1:])
+        if len(args) == 1 and not kwargs:
+            x, arrays = args[0], tuple(self.mixture.args[1:])
+        elif self.arguments is not None:
+            x, arrays = self.arguments.split(args, kwargs, _signature(self.mixture.model))
+        else:  # a model called data first
+            x, arrays = args[0], tuple(args[1:])
+        data = (jnp.asarray(x), *(jnp.asarray(a) for a in arrays))
         params = {k: jnp.asarray(v) for k, v in self.params.items()}
-        return np.asarray(self.mixture.component_log_probs(params, args))
+        return np.asarray(self.mixture.component_log_probs(params, data))
 
-    def score_samples(self, x) -> np.ndarray:
-        """Marginal log-likelihood of every row of ``x`` at the MAP."""
-        return logsumexp(self._log_probs(x), axis=1)
+    def score_samples(self, *args, **kwargs) -> np.ndarray:
+        """Marginal log-likelihood of every row of new data at the MAP; the data (and
+        covariates) as the model's arguments, e.g. ``score_samples(x_new)`` or
+        ``score_samples(covariates_new, y_new)``."""
+        return logsumexp(self._log_probs(*args, **kwargs), axis=1)
 
-    def predict_proba(self, x) -> np.ndarray:
-        """Responsibilities (N, K) at the MAP."""
-        log_probs = self._log_probs(x)
+    def predict_proba(self, *args, **kwargs) -> np.ndarray:
+        """Responsibilities (N, K) at the MAP (arguments as :meth:`score_samples`)."""
+        log_probs = self._log_probs(*args, **kwargs)
         return np.exp(log_probs - logsumexp(log_probs, axis=1, keepdims=True))
 
-    def predict(self, x) -> np.ndarray:
-        """Most probable component of every row."""
-        return np.argmax(self._log_probs(x), axis=1)
+    def predict(self, *args, **kwargs) -> np.ndarray:
+        """Most probable component of every row (arguments as :meth:`score_samples`)."""
+        return np.argmax(self._log_probs(*args, **kwargs), axis=1)
 
     def to_datatree(
         self,
@@ -191,3 +204,13 @@ class MAPResult:
             f"converged={self.converged}, restarts={self.fit.restarts.objective.size}, "
             f"params=[{sites}])"
         )
+
+
+def _signature(model):
+    """The signature of the user's model (through the wrappers that rearrange its call)."""
+    import inspect
+
+    try:
+        return inspect.signature(model)
+    except (TypeError, ValueError):
+        return None

@@ -5,7 +5,8 @@ A kernel like the others (pure ``init`` / ``build_kernel`` / ``get_params``, run
 :mod:`numpyro_gmm.driver`), except that its parameters are not
 :class:`~numpyro_gmm.mixture.params.GMMParams` and its step is built from a function of the
 parameters and the data: ``log_probs_and_prior_fn(params, data) -> ((N, K) log pi_k +
-log p_k(x_n), log prior)``. :mod:`numpyro_gmm.infer` builds that function from the model.
+log p_k(x_n), (N,) row weights, the rest of the log joint)``. :mod:`numpyro_gmm.infer` builds
+that function from the model.
 
 **Objective convention.** ``EMInfo.objective`` is the log joint of the parameters that
 entered the step, as for closed-form EM.
@@ -41,7 +42,7 @@ class GeneralizedEMState(NamedTuple):
 
 
 def build_kernel(
-    log_probs_and_prior_fn: Callable[[Any, Any], tuple[Array, Array]],
+    log_probs_and_prior_fn: Callable[[Any, Any], tuple[Array, Array, Array]],
     *,
     m_steps: int = 10,
 ):
@@ -51,10 +52,13 @@ def build_kernel(
 
     .. math::
 
-        Q(u \\mid u^t) = \\sum_{n,k} r_{nk}(u^t) \\, \\ell_{nk}(u) + \\log p(u),
+        Q(u \\mid u^t) = \\sum_{n,k} w_n r_{nk}(u^t) \\, \\ell_{nk}(u) + \\log p(u),
 
-    where ``(ell, log_prior) = log_probs_and_prior_fn(u, data)``, ``ell`` being the (N, K)
-    matrix of ``log pi_k + log p_k(x_n | u)``. The M-step runs ``m_steps`` iterations of
+    where ``(ell, w, log_prior) = log_probs_and_prior_fn(u, data)``, ``ell`` being the (N, K)
+    matrix of ``log pi_k + log p_k(x_n | u)``, ``w`` the rows' weights in the log joint
+    (a likelihood's scale and mask) and ``log_prior`` every other term of the log joint
+    (priors, factors, other likelihoods): the log joint is
+    ``sum_n w_n logsumexp_k ell_nk + log_prior``. The M-step runs ``m_steps`` iterations of
     optax's L-BFGS (zoom line search) from ``u^t`` and keeps the result only if ``Q`` did not
     decrease, so the log joint never decreases (generalized EM, Dempster, Laird and Rubin
     1977). The reported objective is the log joint of the entering parameters.
@@ -69,13 +73,15 @@ def build_kernel(
     def step(rng_key: PRNGKey, state: GeneralizedEMState, data) -> tuple:
         del rng_key
         params = state.params
-        log_prob, log_prior_value = log_probs_and_prior_fn(params, data)
+        log_prob, row_weights, log_prior_value = log_probs_and_prior_fn(params, data)
         log_norm = jax.nn.logsumexp(log_prob, axis=1)
-        responsibilities = jax.lax.stop_gradient(jnp.exp(log_prob - log_norm[:, None]))
-        objective = jnp.sum(log_norm) + log_prior_value
+        posterior = jnp.exp(log_prob - log_norm[:, None])
+        # Weighted responsibilities: a row's weight multiplies its whole term of Q.
+        responsibilities = jax.lax.stop_gradient(row_weights[:, None] * posterior)
+        objective = jnp.sum(row_weights * log_norm) + log_prior_value
 
         def negative_q(candidate):
-            candidate_log_prob, candidate_prior = log_probs_and_prior_fn(candidate, data)
+            candidate_log_prob, _, candidate_prior = log_probs_and_prior_fn(candidate, data)
             return -(jnp.sum(responsibilities * candidate_log_prob) + candidate_prior)
 
         value_and_grad = optax.value_and_grad_from_state(negative_q)

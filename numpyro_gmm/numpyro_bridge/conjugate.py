@@ -219,7 +219,8 @@ def _read(mixture: MixtureModel, trace) -> tuple[ConjugateMixture, dict]:
 
 def match_conjugate(mixture: MixtureModel) -> ConjugateMixture | None:
     """The closed-form mapping of ``mixture``, or ``None`` if it is not conjugate."""
-    if mixture.style != "A":
+    # Factor terms, other likelihoods and weighted rows have no closed-form M-step.
+    if mixture.style != "A" or mixture.extra_sites or mixture.weighs_rows():
         return None
     try:
         reads = []

@@ -15,6 +15,8 @@ log densities in the constrained space, without a Jacobian, so that
 (``log_density``, or the enumerated log density for style C).
 """
 
+import functools
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -53,6 +55,29 @@ def _is_enumerated(site) -> bool:
     return site["type"] == "sample" and site.get("infer", {}).get("enumerate") == "parallel"
 
 
+def _site_scale(site):
+    """The factor NumPyro multiplies the site's log density by (``handlers.scale``, a
+    subsampled plate), 1 when none."""
+    scale = site.get("scale")
+    return 1.0 if scale is None else scale
+
+
+def _site_mask(fn):
+    """The mask of a distribution (``handlers.mask``, ``.mask()``) as 0/1 weights, 1 when
+    none."""
+    mask = 1.0
+    while isinstance(fn, _WRAPPERS):
+        if isinstance(fn, dist.MaskedDistribution):
+            mask = mask * jnp.asarray(fn._mask, dtype=float)
+        fn = fn.base_dist
+    return mask
+
+
+def _scaled_log_prob(site) -> jax.Array:
+    """The site's log density as NumPyro's ``log_density`` counts it (scaled, masked)."""
+    return _site_scale(site) * site["fn"].log_prob(site["value"])
+
+
 class MixtureModel(NamedTuple):
     """A NumPyro mixture model bound to its data, as pure functions of the latent sites.
 
@@ -71,6 +96,9 @@ class MixtureModel(NamedTuple):
     n_components : int
     supports : dict
         Constraint of every latent site.
+    extra_sites : tuple of str
+        Observed sites other than the mixture (``numpyro.factor`` terms, other likelihoods):
+        terms of the log joint that depend on the parameters but not on the assignments.
     """
 
     model: Callable
@@ -82,6 +110,7 @@ class MixtureModel(NamedTuple):
     latent_sites: tuple[str, ...]
     n_components: int
     supports: dict
+    extra_sites: tuple[str, ...] = ()
 
     # -- the trace at given parameters ---------------------------------------------------
 
@@ -101,15 +130,46 @@ class MixtureModel(NamedTuple):
     def _site_log_priors_from_trace(self, trace) -> dict[str, jax.Array]:
         priors = {}
         for name in self.latent_sites:
-            site = trace[name]
-            log_prob = site["fn"].log_prob(site["value"])
-            if site.get("scale") is not None:
-                log_prob = site["scale"] * log_prob
-            priors[name] = jnp.sum(log_prob)
+            priors[name] = jnp.sum(_scaled_log_prob(trace[name]))
         return priors
 
     def _log_prior_from_trace(self, trace) -> jax.Array:
-        return sum(self._site_log_priors_from_trace(trace).values(), start=jnp.zeros(()))
+        """Every term of the log joint but the mixture's: the latent sites' log densities and
+        the extra observed sites' (factors, other likelihoods), each scaled as NumPyro
+        scales it."""
+        terms = [*self._site_log_priors_from_trace(trace).values()]
+        terms += [jnp.sum(_scaled_log_prob(trace[name])) for name in self.extra_sites]
+        return sum(terms, start=jnp.zeros(()))
+
+    def weighted_log_probs_and_log_prior(
+        self, params: dict, args: tuple | None = None
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """(N, K) ``log pi_k + log p_k(x_n)``, the (N,) weight of each row in the log joint
+        (the mixture site's ``scale`` times its mask; 1 for most models) and the rest of the
+        log joint, so that ``log_joint = sum_n w_n logsumexp_k(log_probs) + rest``."""
+        args = self.args if args is None else args
+        if self.style == "C":
+            trace = self._enumerated_trace(params, args)
+            log_probs = self._enumerated_log_probs(trace)
+            # Masks are inside the observed site's log density (a masked row's joint is the
+            # assignment's prior, which sums to one); the scale weighs the row.
+            weights = _site_scale(trace[self.mixture_site])
+        else:
+            trace = self._trace(params, args)
+            site = trace[self.mixture_site]
+            log_probs = unwrap(site["fn"]).component_log_probs(site["value"])
+            log_probs = log_probs.reshape(-1, self.n_components)
+            weights = _site_scale(site) * _site_mask(site["fn"])
+        weights = jnp.broadcast_to(jnp.reshape(weights, (-1,)), log_probs.shape[:1])
+        return log_probs, weights.astype(log_probs.dtype), self._log_prior_from_trace(trace)
+
+    def _enumerated_log_probs(self, trace) -> jax.Array:
+        assignment = trace[self.assignment_site]
+        observed = trace[self.mixture_site]
+        joint = assignment["fn"].log_prob(assignment["value"]) + observed["fn"].log_prob(
+            observed["value"]
+        )
+        return joint.reshape(self.n_components, -1).T
 
     def component_log_probs_and_log_prior(
         self, params: dict, args: tuple | None = None
@@ -121,13 +181,7 @@ class MixtureModel(NamedTuple):
         args = self.args if args is None else args
         if self.style == "C":
             trace = self._enumerated_trace(params, args)
-            assignment = trace[self.assignment_site]
-            observed = trace[self.mixture_site]
-            joint = assignment["fn"].log_prob(assignment["value"]) + observed["fn"].log_prob(
-                observed["value"]
-            )
-            joint = joint.reshape(self.n_components, -1).T
-            return joint, self._log_prior_from_trace(trace)
+            return self._enumerated_log_probs(trace), self._log_prior_from_trace(trace)
         trace = self._trace(params, args)
         site = trace[self.mixture_site]
         mixture = unwrap(site["fn"])
@@ -141,7 +195,8 @@ class MixtureModel(NamedTuple):
         return self.component_log_probs_and_log_prior(params, args)[0]
 
     def log_prior(self, params: dict) -> jax.Array:
-        """Sum of the latent sites' log densities (constrained space, no Jacobian)."""
+        """Sum of the latent sites' log densities (constrained space, no Jacobian) and of the
+        extra observed sites' (factors, other likelihoods)."""
         return self.component_log_probs_and_log_prior(params)[1]
 
     def site_log_priors(self, params: dict, args: tuple | None = None) -> dict[str, jax.Array]:
@@ -150,9 +205,10 @@ class MixtureModel(NamedTuple):
         return self._site_log_priors_from_trace(self._trace(params, args))
 
     def log_joint(self, params: dict, args: tuple | None = None) -> jax.Array:
-        """The model's log joint at ``params`` (constrained), discrete assignments summed out."""
-        log_probs, log_prior = self.component_log_probs_and_log_prior(params, args)
-        return jnp.sum(jax.nn.logsumexp(log_probs, axis=1)) + log_prior
+        """The model's log joint at ``params`` (constrained), discrete assignments summed out:
+        NumPyro's ``log_density`` (every site, scales and masks included)."""
+        log_probs, weights, rest = self.weighted_log_probs_and_log_prior(params, args)
+        return jnp.sum(weights * jax.nn.logsumexp(log_probs, axis=1)) + rest
 
     def structure_key(self) -> tuple:
         """What compiled programs of this model depend on besides shapes: the model
@@ -164,7 +220,15 @@ class MixtureModel(NamedTuple):
             self.assignment_site,
             self.latent_sites,
             self.n_components,
+            self.extra_sites,
         )
+
+    def weighs_rows(self) -> bool:
+        """Whether the mixture site is scaled or masked (some row weighs other than 1 in the
+        log joint)."""
+        site = draw_trace(self.model, 0, *self.args, **self.kwargs)[self.mixture_site]
+        weights = _site_scale(site) * _site_mask(site["fn"])
+        return not bool(np.all(np.asarray(weights) == 1))
 
     def compiled(self, name: str) -> Callable:
         """The method ``name`` (a function of ``(params, args)``) as a jitted function,
@@ -217,6 +281,24 @@ def draw_trace(model: Callable, rng_key, *args, **kwargs):
     return handlers.trace(start).get_trace(*args, **kwargs)
 
 
+@functools.lru_cache(maxsize=32)
+def _full_plates(model: Callable, plates: tuple[tuple[str, int], ...]) -> Callable:
+    """``model`` with every subsampled plate in ``plates`` given all its indices (cached, so
+    that repeated fits of one model share compiled programs)."""
+    substituted = handlers.substitute(
+        model, data={name: jnp.arange(size) for name, size in plates}
+    )
+
+    @functools.wraps(model)
+    def full_data_model(*args, **kwargs):
+        with warnings.catch_warnings():
+            # NumPyro's plate notes that its indices outnumber subsample_size: on purpose.
+            warnings.filterwarnings("ignore", "subsample_size does not match", UserWarning)
+            return substituted(*args, **kwargs)
+
+    return full_data_model
+
+
 def read_model(model: Callable, *args, **kwargs) -> MixtureModel:
     """Trace ``model(*args, **kwargs)`` once and locate its mixture.
 
@@ -228,6 +310,25 @@ def read_model(model: Callable, *args, **kwargs) -> MixtureModel:
         an enumerated assignment (no gradient path), or a non-Categorical assignment.
     """
     trace = draw_trace(model, 0, *args, **kwargs)
+    subsampled = tuple(
+        (name, int(site["args"][0]))
+        for name, site in trace.items()
+        if site["type"] == "plate" and int(np.shape(site["value"])[0]) < int(site["args"][0])
+    )
+    if subsampled:
+        plates = ", ".join(
+            f"{name!r} ({np.shape(trace[name]['value'])[0]} of {size})"
+            for name, size in subsampled
+        )
+        warnings.warn(
+            f"The model subsamples plate(s) {plates}; EM needs every row, so numpyro_gmm "
+            "fits the exact full-data MAP on all of them (subsample_size set to the plate's "
+            "size). Remove subsample_size to silence this warning.",
+            UserWarning,
+            stacklevel=4,
+        )
+        model = _full_plates(model, subsampled)
+        trace = draw_trace(model, 0, *args, **kwargs)
     samples = {name: site for name, site in trace.items() if site["type"] == "sample"}
     observed = [name for name, site in samples.items() if site["is_observed"]]
     mixtures = [name for name in observed if _is_mixture(samples[name]["fn"])]
@@ -262,8 +363,18 @@ def read_model(model: Callable, *args, **kwargs) -> MixtureModel:
         name = mixtures[0]
         mixture = unwrap(samples[name]["fn"])
         style = "A" if isinstance(mixture, dist.MixtureSameFamily) else "B"
+        extra = tuple(site for site in observed if site != name)
         return MixtureModel(
-            model, args, kwargs, style, name, None, latent, int(mixture.mixture_size), supports
+            model,
+            args,
+            kwargs,
+            style,
+            name,
+            None,
+            latent,
+            int(mixture.mixture_size),
+            supports,
+            extra,
         )
     if enumerated:
         assignment = enumerated[0]
@@ -273,11 +384,16 @@ def read_model(model: Callable, *args, **kwargs) -> MixtureModel:
                 f"The enumerated site {assignment!r} is a {type(fn).__name__}; the mixture "
                 "assignment must be a Categorical."
             )
-        children = [name for name in observed if name != assignment]
+        # numpyro.factor terms are observed Unit sites; they cannot be the assignment's child.
+        children = [
+            name
+            for name in observed
+            if name != assignment and not isinstance(unwrap(samples[name]["fn"]), dist.Unit)
+        ]
         if len(children) != 1:
             raise UnsupportedModelError(
-                f"The assignment site {assignment!r} must feed exactly one observed site; "
-                f"found {children or 'none'}."
+                f"The assignment site {assignment!r} must feed exactly one observed site "
+                f"besides factor terms; found {children or 'none'}."
             )
         return MixtureModel(
             model,
@@ -289,6 +405,7 @@ def read_model(model: Callable, *args, **kwargs) -> MixtureModel:
             latent,
             int(fn.probs.shape[-1]) if hasattr(fn, "probs") else int(fn.logits.shape[-1]),
             supports,
+            tuple(name for name in observed if name not in (assignment, children[0])),
         )
     raise UnsupportedModelError(
         "No mixture found: the model has no observed MixtureSameFamily / MixtureGeneral site "
