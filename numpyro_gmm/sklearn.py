@@ -74,10 +74,18 @@ def _numpy_random_state(random_state) -> np.random.RandomState | np.random.Gener
     )
 
 
+_MAX_SEED = 2**32 - 1
+
+
 def _seed_from(random_state) -> int:
     """An integer seed for JAX: the int itself, or one drawn from the numpy generator (which
     advances it, as scikit-learn's estimators advance theirs)."""
     if isinstance(random_state, numbers.Integral):
+        if not 0 <= int(random_state) <= _MAX_SEED:
+            raise ValueError(
+                f"random_state must be an integer between 0 and 2**32 - 1 (as in "
+                f"scikit-learn), got {int(random_state)}."
+            )
         return int(random_state)
     rng = _numpy_random_state(random_state)
     draw = rng.integers if isinstance(rng, np.random.Generator) else rng.randint

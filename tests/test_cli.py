@@ -324,11 +324,17 @@ def test_usage_errors_exit_2(capsys):
         ["fit", "a.csv", "--example", "faithful"],
         ["fit", "--plot", "p.png", "--no-plot"],
         ["fit", "--method", "nuts"],
-        [],
+        ["fit", "--random-state", "-1"],
+        ["fit", "--random-state", str(2**64)],
     ):
         rc, _, stderr = _run(argv, capsys)
         assert rc == 2, argv
-        assert "usage: numpyro-gmm" in stderr
+        # One line, like every other error, naming the option and where the help is.
+        assert len(stderr.strip().splitlines()) == 1, stderr
+        assert stderr.startswith("numpyro-gmm: error: ") and "--help" in stderr, stderr
+        assert argv[-2] in stderr or "not allowed with" in stderr, stderr
+    rc, _, stderr = _run([], capsys)
+    assert rc == 2 and "usage: numpyro-gmm" in stderr
 
 
 # --------------------------------------------------------------------------- help

@@ -187,3 +187,10 @@ def test_model_selection_tools_give_scikit_learns_numbers(x64):
     restored = pickle.loads(pickle.dumps(fitted))
     np.testing.assert_array_equal(restored.predict(x), fitted.predict(x))
     np.testing.assert_array_equal(restored.score_samples(x), fitted.score_samples(x))
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**70])
+def test_a_seed_out_of_scikit_learns_range_is_a_clear_error(seed):
+    x = np.random.default_rng(0).normal(size=(20, 2))
+    with pytest.raises(ValueError, match=r"random_state must be an integer between 0 and 2\*\*32"):
+        GaussianMixture(2, random_state=seed).fit(x)

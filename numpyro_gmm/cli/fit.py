@@ -128,7 +128,8 @@ def run_fit(args: argparse.Namespace) -> int:
         # The class's default (a fresh seed), drawn here so that it can be printed and saved.
         args.random_state = int(np.random.SeedSequence().entropy % 2**31)
     progress(
-        f"fitting {args.components} components ({args.covariance_type}, method={args.method}) "
+        f"fitting {args.components} component{'s' if args.components != 1 else ''} "
+        f"({args.covariance_type}, method={args.method}) "
         f"to {n} rows x {d} columns from {source}, random seed {args.random_state} "
         "(--random-state repeats a run)"
     )

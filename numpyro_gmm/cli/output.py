@@ -147,7 +147,8 @@ def format_summary(gm: Any, names: list[str], source: str, n_rows: int) -> str:
     objective = float(gm.objective_)
     lines = [
         f"data: {source}, {n_rows} rows, columns {', '.join(names)}",
-        f"model: K={gm.n_components} components, covariance_type={gm.covariance_type}, "
+        f"model: K={gm.n_components} component{'s' if gm.n_components != 1 else ''}, "
+        f"covariance_type={gm.covariance_type}, "
         f"method={gm.method}, n_init={gm.n_init}",
         f"converged: {bool(gm.converged_)} after {int(gm.n_iter_)} iterations",
         f"log-likelihood: {objective:.6g} (per row: {objective / n_rows:.6g})",

@@ -86,6 +86,13 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
+def _seed(text: str) -> int:
+    seed = _int(text)
+    if not 0 <= seed <= 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**32 - 1, got {text!r}")
+    return seed
+
+
 def _expected_kind(default: Any) -> tuple[tuple[type, ...], str]:
     """The value types an option accepts, from its default, and their description."""
     if isinstance(default, bool):
@@ -137,6 +144,13 @@ def check_method_options(method: str, options: Sequence[tuple[str, Any]]) -> Non
 # --------------------------------------------------------------------------- the parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, reporting a usage error on one line like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the ``numpyro-gmm`` command.
 
@@ -148,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     from numpyro_gmm.datasets import list_examples
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Fit Gaussian mixture models (MAP / maximum likelihood) with numpyro_gmm, "
         "and use a saved fit on new rows.",
@@ -249,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--random-state",
-        type=_int,
+        type=_seed,
         default=None,
         metavar="SEED",
         help="random seed (default: none, a fresh seed that is printed and saved with the fit, "

@@ -150,8 +150,9 @@ def run_streamed(job, options: dict) -> FitResult:
         counts = np.asarray(running.counts) * n_seen
         if throttle.enabled:
             report(
-                f"pass {pass_index + 1} (stepwise) done: running log-likelihood per point "
-                f"{trace[-1]:.6g}, {seconds[-1]:.1f} s"
+                f"pass {pass_index + 1} (stepwise) done, {seconds[-1]:.1f} s: stepwise "
+                f"average of the blocks' per-point log-likelihood {trace[-1]:.6g} (its first "
+                "blocks, from the initial parameters, weigh in; the exact passes score the fit)"
             )
 
     converged = False
