@@ -135,12 +135,21 @@ class PosteriorLayout(NamedTuple):
     features : list of str
         Coordinates of ``feature`` / ``feature_bis``.
     n_components : int
+    rows_dim, columns_dim : str
+        Dims of the observed data's rows and columns (``obs_id``, ``feature`` by default;
+        a NumPyro model's tree uses its plate's name and ``{site}_dim_0``, as
+        ``az.from_numpyro`` does).
+    integer_coords : bool
+        Whether every dim without coordinates gets ``0..n-1`` (as ``az.from_numpyro``).
     """
 
     site_dims: dict[str, tuple[str, ...]]
     component_axes: dict[str, int | None]
     features: list[str]
     n_components: int
+    rows_dim: str = "obs_id"
+    columns_dim: str = "feature"
+    integer_coords: bool = False
 
     @classmethod
     def of(
@@ -152,6 +161,8 @@ class PosteriorLayout(NamedTuple):
         n_components: int,
         dims: Mapping[str, Sequence[str]] | None = None,
         feature_names: Sequence[str] | None = None,
+        observed_dims: tuple[str, str] = ("obs_id", "feature"),
+        integer_coords: bool = False,
     ) -> PosteriorLayout:
         """The layout of the sites of ``point`` (default dims: module docstring)."""
         features = (
@@ -177,7 +188,14 @@ class PosteriorLayout(NamedTuple):
                     f"dims[{name!r}] has {len(names)} names; the site has shape "
                     f"{np.shape(point[name])}."
                 )
-        return cls(site_dims, dict(component_axes), features, int(n_components))
+        return cls(
+            site_dims,
+            dict(component_axes),
+            features,
+            int(n_components),
+            *observed_dims,
+            integer_coords,
+        )
 
     def coords(self, dims: Sequence[str]) -> dict[str, Any]:
         """Coordinates of the named dims that have them."""
@@ -200,6 +218,9 @@ class PosteriorLayout(NamedTuple):
             variables[name] = (("chain", "draw", *self.site_dims[name]), array)
             coords.update(self.coords(self.site_dims[name]))
             coords.update(chain=np.arange(array.shape[0]), draw=np.arange(array.shape[1]))
+            if self.integer_coords:  # on every other dim, as az.from_numpyro gives them
+                for dim, size in zip(self.site_dims[name], array.shape[2:], strict=True):
+                    coords.setdefault(dim, np.arange(size))
         return xr.Dataset(variables, coords=coords, attrs=dict(attrs or {}))
 
 
@@ -303,23 +324,26 @@ def build_datatree(
             attrs=group_attrs,
         )
     observed = np.asarray(observed)
+    rows, columns = layout.rows_dim, layout.columns_dim
     obs_id = np.arange(observed.shape[0])
     groups["log_likelihood"] = xr.Dataset(
-        {observed_name: (("chain", "draw", "obs_id"), ll)},
-        coords={"chain": np.arange(1), "draw": np.arange(ll.shape[1]), "obs_id": obs_id},
+        {observed_name: (("chain", "draw", rows), ll)},
+        coords={"chain": np.arange(1), "draw": np.arange(ll.shape[1]), rows: obs_id},
         attrs=group_attrs,
     )
-    observed_dims = ("obs_id",) if observed.ndim == 1 else ("obs_id", "feature")
-    observed_coords: dict[str, Any] = {"obs_id": obs_id}
+    observed_dims = (rows,) if observed.ndim == 1 else (rows, columns)
+    observed_coords: dict[str, Any] = {rows: obs_id}
     if observed.ndim == 2:
-        observed_coords["feature"] = layout.features
+        observed_coords[columns] = (
+            layout.features if columns == "feature" else np.arange(observed.shape[1])
+        )
     groups["observed_data"] = xr.Dataset(
         {observed_name: (observed_dims, observed)},
         coords=observed_coords,
         attrs={k: v for k, v in group_attrs.items() if not k.startswith("inference")},
     )
     if responsibilities is not None:
-        groups["assignments"] = _assignments(responsibilities, obs_id, group_attrs)
+        groups["assignments"] = _assignments(responsibilities, rows, obs_id, group_attrs)
     restarts = fit.restarts
     restart = np.arange(np.size(restarts.objective))
     groups["restarts"] = xr.Dataset(
@@ -354,19 +378,19 @@ def build_datatree(
 
 
 def _assignments(
-    responsibilities: np.ndarray, obs_id: np.ndarray, attrs: Mapping[str, Any]
+    responsibilities: np.ndarray, rows: str, obs_id: np.ndarray, attrs: Mapping[str, Any]
 ) -> xr.Dataset:
     resp = np.asarray(responsibilities)
     labels = np.argmax(resp, axis=1).astype(np.int64)
     return xr.Dataset(
         {
-            "responsibilities": (("chain", "draw", "obs_id", COMPONENT_DIM), resp[None, None]),
-            "label": (("chain", "draw", "obs_id"), labels[None, None]),
+            "responsibilities": (("chain", "draw", rows, COMPONENT_DIM), resp[None, None]),
+            "label": (("chain", "draw", rows), labels[None, None]),
         },
         coords={
             "chain": np.arange(1),
             "draw": np.arange(1),
-            "obs_id": obs_id,
+            rows: obs_id,
             COMPONENT_DIM: np.arange(resp.shape[1]),
         },
         attrs=dict(attrs),

@@ -129,9 +129,13 @@ class MAPResult:
             Site -> component axis (None: no component axis), for models where it cannot
             be inferred (see :func:`numpyro_gmm.relabelling.component_axes`).
         dims : mapping, optional
-            Site -> names of its dims (without ``chain``, ``draw``), overriding the defaults.
+            Site -> names of its dims (without ``chain``, ``draw``), overriding the defaults:
+            the dims ``az.from_numpyro`` gives the same model (its plates' names, then
+            ``{site}_dim_{i}``, integer coordinates), so that the MAP's tree and a NUTS
+            posterior's line up.
         feature_names : sequence of str, optional
-            Coordinates of the ``feature`` dim (default ``x0, x1, ...``).
+            Names of the data's columns: the sites' dims are then ``component``,
+            ``feature`` (with these coordinates) and ``{site}_dim_{i}``.
 
         Returns
         -------
@@ -140,7 +144,22 @@ class MAPResult:
         from numpyro_gmm.datatree import LaplaceGroups, build_datatree
 
         x = np.asarray(self.mixture.args[0])
-        layout = self.layout(component_axes=component_axes, dims=dims, feature_names=feature_names)
+        point = dict(self.params)
+        if laplace_draws is None:  # Laplace draws hold the latent sites only
+            point.update(self.deterministic_sites())
+        layout = self.layout(
+            component_axes=component_axes,
+            dims=dims,
+            feature_names=feature_names,
+            point=point,
+            plate_dims=True,
+        )
+        observed = x
+        if layout.integer_coords:  # as az.from_numpyro: the values the mixture site observes
+            from numpyro_gmm.numpyro_bridge.reader import draw_trace
+
+            trace = draw_trace(self.mixture.model, 0, *self.mixture.args, **self.mixture.kwargs)
+            observed = np.asarray(trace[self.mixture.mixture_site]["value"])
         laplace = None
         if laplace_draws is not None:
             from numpyro_gmm.laplace import LAPLACE_CONVENTION, sample_laplace
@@ -159,10 +178,10 @@ class MAPResult:
             )
         return build_datatree(
             self.fit,
-            self.params,
+            point,
             layout,
             objective=self.objective,
-            observed=x,
+            observed=observed,
             log_likelihood=self.score_samples(x) if laplace is None else np.empty(0),
             observed_name=self.mixture.mixture_site,
             laplace=laplace,
@@ -176,20 +195,74 @@ class MAPResult:
         component_axes: Mapping[str, int | None] | None = None,
         dims: Mapping[str, Sequence[str]] | None = None,
         feature_names: Sequence[str] | None = None,
+        point: Mapping[str, Any] | None = None,
+        plate_dims: bool = False,
     ):
-        """How the sites are laid out in a tree (:class:`numpyro_gmm.datatree.PosteriorLayout`)."""
+        """How the sites are laid out in a tree (:class:`numpyro_gmm.datatree.PosteriorLayout`);
+        ``point`` (default ``params``) may add sites such as deterministic ones. With
+        ``plate_dims`` (and neither ``dims`` nor ``feature_names``) the dims are those
+        ``az.from_numpyro`` gives the model's sites; otherwise ``component``, ``feature``
+        and ``{site}_dim_{i}``."""
         from numpyro_gmm.datatree import PosteriorLayout
         from numpyro_gmm.relabelling import component_axes as find_component_axes
 
         x = np.asarray(self.mixture.args[0])
+        point = self.params if point is None else point
+        observed_dims, integer_coords = ("obs_id", "feature"), False
+        if plate_dims and dims is None and feature_names is None:
+            numpyro_dims = self._numpyro_dims(point)
+            if numpyro_dims is not None:
+                (dims, observed_dims), integer_coords = numpyro_dims, True
         return PosteriorLayout.of(
-            self.params,
+            point,
             find_component_axes(self, axes=component_axes),
             n_features=1 if x.ndim < 2 else int(x.shape[-1]),
             n_components=self.mixture.n_components,
             dims=dims,
             feature_names=feature_names,
+            observed_dims=observed_dims,
+            integer_coords=integer_coords,
         )
+
+    def _numpyro_dims(self, point: Mapping[str, Any]):
+        """The dims ``az.from_numpyro`` gives the model's sites (its plates' names, then
+        ``{site}_dim_{i}``) and the observed data's ``(rows, columns)``; None when ArviZ
+        cannot read the model's plates (the generic layout is used)."""
+        import numpyro.infer.initialization  # noqa: F401 - what infer_dims reads
+        import numpyro.ops.pytree  # noqa: F401
+        from arviz_base.io_numpyro import infer_dims
+
+        from numpyro_gmm.numpyro_bridge.reader import restore_numpyro_submodules
+
+        restore_numpyro_submodules()
+        try:
+            plates = infer_dims(self.mixture.model, self.mixture.args, self.mixture.kwargs)
+        except Exception:  # noqa: BLE001 - any failure of ArviZ's reading: generic dims
+            return None
+
+        def dims_of(name: str, ndim: int) -> tuple[str, ...]:
+            named = tuple(plates.get(name) or ())[:ndim]
+            return (*named, *(f"{name}_dim_{i}" for i in range(ndim - len(named))))
+
+        dims = {name: dims_of(name, np.ndim(value)) for name, value in point.items()}
+        site = self.mixture.mixture_site
+        observed = dims_of(site, 2)
+        return dims, observed
+
+
+    def deterministic_sites(self) -> dict[str, np.ndarray]:
+        """The model's ``numpyro.deterministic`` sites at the MAP (as ``az.from_numpyro``
+        puts them in the posterior)."""
+        from numpyro import handlers
+
+        params = {name: np.asarray(value) for name, value in self.params.items()}
+        model = handlers.substitute(handlers.seed(self.mixture.model, 0), data=params)
+        trace = handlers.trace(model).get_trace(*self.mixture.args, **self.mixture.kwargs)
+        return {
+            name: np.asarray(site["value"])
+            for name, site in trace.items()
+            if site["type"] == "deterministic"
+        }
 
     def init_to_value(self):
         """NumPyro init strategy that starts MCMC (e.g. NUTS) at the MAP."""

@@ -361,8 +361,11 @@ def plot_map_on_posterior(
     """
     import arviz_plots
 
-    if hasattr(map_values, "to_datatree") and hasattr(map_values, "params"):
-        map_values = map_values.to_datatree()
+    if hasattr(map_values, "layout") and hasattr(map_values, "params"):
+        # The layout of compare_to_posterior's draws (component, feature, ...).
+        map_values = map_values.layout().dataset(
+            {name: np.asarray(value)[None, None] for name, value in map_values.params.items()}
+        )
     if hasattr(map_values, "children"):
         group = "map" if "map" in map_values.children else "posterior"
         map_values = map_values[group].to_dataset()

@@ -104,6 +104,12 @@ def _sites(tree: xr.DataTree) -> dict[str, np.ndarray]:
     return {name: np.asarray(point[name].values[0, 0]) for name in point.data_vars}
 
 
+def _n_rows(tree: xr.DataTree) -> int:
+    """Rows of the observed data (its first dim: ``obs_id``, or the model's data plate)."""
+    observed = tree["observed_data"]
+    return int(np.shape(next(iter(observed.data_vars.values())))[0])
+
+
 def fit_result_from_datatree(tree: xr.DataTree | str | os.PathLike) -> FitResult:
     """The :class:`~numpyro_gmm.fit_result.FitResult` a saved fit was written from.
 
@@ -145,7 +151,7 @@ def fit_result_from_datatree(tree: xr.DataTree | str | os.PathLike) -> FitResult
         covariance_type=None if covariance_type is None else str(covariance_type),
         covariances=covariances,
         polish_trace=None if polish is None else np.asarray(polish.values, np.float64),
-        n_samples=int(tree["observed_data"].sizes["obs_id"]),
+        n_samples=_n_rows(tree),
         options=_json_attr(tree, "options", {}),
     )
 

@@ -113,3 +113,23 @@ def test_loo_and_compare_with_laplace_draws(fitted):
     assert abs(loo_map.elpd - loo_nuts.elpd) < 2 * loo_nuts.se
     table = az.compare({"EM + Laplace": loo_map, "NUTS": loo_nuts}, round_to="none")
     assert np.all(np.isfinite(table["elpd"].to_numpy(float)))
+
+
+def test_the_map_tree_lines_up_with_az_from_numpyro(fitted):
+    """Without feature names, the MAP's tree has the dims and coords az.from_numpyro gives
+    the same model's NUTS run (plate names, then {site}_dim_{i})."""
+    result, mcmc = fitted
+    ours = result.to_datatree()
+    theirs = azb.from_numpyro(mcmc)
+    for group in ("posterior", "observed_data"):
+        assert set(ours[group].data_vars) == set(theirs[group].data_vars), group
+        for name, variable in theirs[group].data_vars.items():
+            assert ours[group][name].dims == variable.dims, (group, name)
+            for dim in variable.dims:
+                if dim not in ("chain", "draw"):
+                    np.testing.assert_array_equal(
+                        ours[group][dim].values, theirs[group][dim].values
+                    )
+    # Aligned, the MAP subtracts from the draws dimension by dimension.
+    difference = theirs["posterior"]["locs"] - ours["posterior"]["locs"].isel(chain=0, draw=0)
+    assert difference.dims == theirs["posterior"]["locs"].dims

@@ -59,6 +59,17 @@ def test_package_import_is_lazy():
     assert out == ["[]", "True"]
 
 
+def test_numpyro_stays_whole_when_arviz_is_imported_first():
+    """arviz registers numpyro lazily; the package's own numpyro imports must not leave
+    numpyro.distributions without its submodules (numpyro.factor and NUTS need them)."""
+    code = (
+        "import arviz, numpyro_gmm.numpyro_bridge, numpyro_gmm.infer, numpyro\n"
+        "print(hasattr(numpyro.distributions, 'distribution'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True"]
+
+
 def test_program_cache_is_bounded_and_least_recently_used_first_out():
     cache = ProgramCache(maxsize=2)
     built = []

@@ -157,3 +157,24 @@ def test_the_map_is_at_least_svi_autodeltas_from_the_same_start(x64):
     reference = _numpyro_log_joint(factor_model, jnp.asarray(y), guide.median(state.params))
     assert result.objective >= reference - 1e-6 * abs(reference)
     assert result.objective == pytest.approx(reference, rel=1e-5)
+
+
+def test_deterministic_sites_are_in_the_map_tree(x64):
+    def model(y):
+        weights, locs, scales = _priors()
+        numpyro.deterministic("gap", locs[1] - locs[0])
+        numpyro.deterministic("precisions", 1.0 / scales**2)
+        with numpyro.plate("data", y.shape[0]):
+            numpyro.sample("y", _likelihood(weights, locs, scales), obs=y)
+
+    result = _fit(model, _data())
+    posterior = result.to_datatree()["posterior"]
+    np.testing.assert_allclose(
+        posterior["gap"].values[0, 0], result.params["mu"][1] - result.params["mu"][0]
+    )
+    np.testing.assert_allclose(
+        posterior["precisions"].values[0, 0], 1.0 / result.params["sigma"] ** 2, rtol=1e-12
+    )
+    # Laplace draws hold the latent sites (the MAP's deterministic values are not redrawn).
+    draws = result.to_datatree(laplace_draws=20)["posterior"]
+    assert set(draws.data_vars) == {"w", "mu", "sigma"}

@@ -16,6 +16,7 @@ log densities in the constrained space, without a Jacobian, so that
 """
 
 import functools
+import sys
 import warnings
 from collections.abc import Callable
 from typing import NamedTuple
@@ -23,6 +24,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+# The package first: after `import arviz` (whose lazy loader registers numpyro), importing
+# numpyro.distributions alone leaves numpyro.distributions.distribution unset, which breaks
+# numpyro.factor (and NUTS) later in the process.
+import numpyro  # noqa: F401
 import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.distributions import transforms
@@ -31,7 +37,32 @@ from numpyro.infer.initialization import init_to_uniform
 
 from numpyro_gmm.program_cache import ProgramCache
 
-__all__ = ["UnsupportedModelError", "MixtureModel", "draw_trace", "read_model", "unwrap"]
+__all__ = [
+    "UnsupportedModelError",
+    "MixtureModel",
+    "draw_trace",
+    "read_model",
+    "restore_numpyro_submodules",
+    "unwrap",
+]
+
+
+def restore_numpyro_submodules() -> None:
+    """Bind every imported ``numpyro.*`` submodule to its parent package.
+
+    When ``arviz`` is imported before ``numpyro``, its lazy loader registers ``numpyro`` and
+    the submodules imported afterwards can be missing as attributes of their packages
+    (``numpyro.distributions.distribution``, ``numpyro.infer.initialization``): then
+    ``numpyro.factor``, NUTS and ``az.from_numpyro`` fail with an AttributeError.
+    """
+    for name, module in list(sys.modules.items()):
+        parent, _, child = name.rpartition(".")
+        if parent.split(".")[0] == "numpyro" and module is not None and parent in sys.modules:
+            if not hasattr(sys.modules[parent], child):
+                setattr(sys.modules[parent], child, module)
+
+
+restore_numpyro_submodules()
 
 _WRAPPERS = (dist.ExpandedDistribution, dist.Independent, dist.MaskedDistribution)
 
