@@ -213,9 +213,15 @@ class MAPResult:
             numpyro_dims = self._numpyro_dims(point)
             if numpyro_dims is not None:
                 (dims, observed_dims), integer_coords = numpyro_dims, True
+        if component_axes is None and self.mixture.has_distinct_families():
+            # Components told apart by their families cannot switch labels: no site is
+            # indexed by component.
+            axes = {name: None for name in self.params}
+        else:
+            axes = find_component_axes(self, axes=component_axes)
         return PosteriorLayout.of(
             point,
-            find_component_axes(self, axes=component_axes),
+            axes,
             n_features=1 if x.ndim < 2 else int(x.shape[-1]),
             n_components=self.mixture.n_components,
             dims=dims,

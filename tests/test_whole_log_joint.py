@@ -178,3 +178,29 @@ def test_deterministic_sites_are_in_the_map_tree(x64):
     # Laplace draws hold the latent sites (the MAP's deterministic values are not redrawn).
     draws = result.to_datatree(laplace_draws=20)["posterior"]
     assert set(draws.data_vars) == {"w", "mu", "sigma"}
+
+
+def test_components_of_different_families_fit_and_make_a_tree(x64):
+    """A MixtureGeneral of a Normal and a StudentT: its components cannot switch labels, so
+    no site needs a component axis for the tree or the Laplace draws."""
+
+    def model(y):
+        weights = numpyro.sample("w", dist.Dirichlet(jnp.ones(2)))
+        loc = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+        scale = numpyro.sample("sigma", dist.LogNormal(0.0, 1.0))
+        df = numpyro.sample("df", dist.Gamma(5.0, 1.0))
+        components = [dist.Normal(loc, scale), dist.StudentT(df, 3.0, 1.0)]
+        with numpyro.plate("data", y.shape[0]):
+            numpyro.sample("y", dist.MixtureGeneral(dist.Categorical(weights), components), obs=y)
+
+    rng = np.random.default_rng(0)
+    y = np.r_[rng.normal(-2.0, 1.0, 100), 3.0 + rng.standard_t(5.0, 100)]
+    result = _fit(model, y)
+    expected = _numpyro_log_joint(model, jnp.asarray(y), result.params)
+    assert result.objective == pytest.approx(expected, rel=1e-9)
+    tree = result.to_datatree()
+    assert set(tree["posterior"].data_vars) == {"w", "mu", "sigma", "df"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pareto-k notes on 50 draws
+        loo = ngm.loo_laplace(result.to_datatree(laplace_draws=50))
+    assert np.isfinite(loo.elpd)

@@ -254,6 +254,16 @@ class MixtureModel(NamedTuple):
             self.extra_sites,
         )
 
+    def has_distinct_families(self) -> bool:
+        """Whether the components are of different families (a ``MixtureGeneral`` of, say, a
+        Normal and a StudentT): then no permutation relabels them, and no site has a
+        component axis."""
+        if self.style != "B":
+            return False
+        site = draw_trace(self.model, 0, *self.args, **self.kwargs)[self.mixture_site]
+        families = {type(c) for c in unwrap(site["fn"]).component_distributions}
+        return len(families) > 1
+
     def weighs_rows(self) -> bool:
         """Whether the mixture site is scaled or masked (some row weighs other than 1 in the
         log joint)."""
