@@ -23,7 +23,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro  # noqa: F401  (before its submodules: see numpyro_bridge/reader.py)
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 

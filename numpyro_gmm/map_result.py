@@ -87,8 +87,7 @@ class MAPResult:
         else:  # a model called data first
             x, arrays = args[0], tuple(args[1:])
         data = (jnp.asarray(x), *(jnp.asarray(a) for a in arrays))
-        params = {k: jnp.asarray(v) for k, v in self.params.items()}
-        return np.asarray(self.mixture.component_log_probs(params, data))
+        return np.asarray(self.mixture.component_log_probs(_as_jax(self.params), data))
 
     def score_samples(self, *args, **kwargs) -> np.ndarray:
         """Marginal log-likelihood of every row of new data at the MAP; the data (and
@@ -144,9 +143,10 @@ class MAPResult:
         from numpyro_gmm.datatree import LaplaceGroups, build_datatree
 
         x = np.asarray(self.mixture.args[0])
+        trace = self.mixture.trace_at(_as_jax(self.params))
         point = dict(self.params)
         if laplace_draws is None:  # Laplace draws hold the latent sites only
-            point.update(self.deterministic_sites())
+            point.update(_deterministic_sites(trace))
         layout = self.layout(
             component_axes=component_axes,
             dims=dims,
@@ -156,9 +156,6 @@ class MAPResult:
         )
         observed = x
         if layout.integer_coords:  # as az.from_numpyro: the values the mixture site observes
-            from numpyro_gmm.numpyro_bridge.reader import draw_trace
-
-            trace = draw_trace(self.mixture.model, 0, *self.mixture.args, **self.mixture.kwargs)
             observed = np.asarray(trace[self.mixture.mixture_site]["value"])
         laplace = None
         if laplace_draws is not None:
@@ -255,20 +252,10 @@ class MAPResult:
         observed = dims_of(site, 2)
         return dims, observed
 
-
     def deterministic_sites(self) -> dict[str, np.ndarray]:
         """The model's ``numpyro.deterministic`` sites at the MAP (as ``az.from_numpyro``
         puts them in the posterior)."""
-        from numpyro import handlers
-
-        params = {name: np.asarray(value) for name, value in self.params.items()}
-        model = handlers.substitute(handlers.seed(self.mixture.model, 0), data=params)
-        trace = handlers.trace(model).get_trace(*self.mixture.args, **self.mixture.kwargs)
-        return {
-            name: np.asarray(site["value"])
-            for name, site in trace.items()
-            if site["type"] == "deterministic"
-        }
+        return _deterministic_sites(self.mixture.trace_at(_as_jax(self.params)))
 
     def init_to_value(self):
         """NumPyro init strategy that starts MCMC (e.g. NUTS) at the MAP."""
@@ -293,3 +280,17 @@ def _signature(model):
         return inspect.signature(model)
     except (TypeError, ValueError):
         return None
+
+
+def _as_jax(params: Mapping[str, Any]) -> dict:
+    import jax.numpy as jnp
+
+    return {name: jnp.asarray(value) for name, value in params.items()}
+
+
+def _deterministic_sites(trace) -> dict[str, np.ndarray]:
+    return {
+        name: np.asarray(site["value"])
+        for name, site in trace.items()
+        if site["type"] == "deterministic"
+    }

@@ -166,12 +166,12 @@ def bind_arguments(
     site observes ``observed``: ``canonical_model(x, *arrays)`` is the same call. A model
     already called data first is returned as it is."""
     layout = layout_of(args, kwargs, observed)
-    if layout is None or layout.is_data_first:
-        if not args or kwargs and layout is None:
-            raise TypeError(
-                "None of the model's arguments holds the values its mixture site observes; "
-                "pass the data as an argument the model observes as it is (obs=data)."
-            )
-        return model, args[0], tuple(args[1:]), layout if layout is not None else None
+    if layout is None and (not args or kwargs):
+        raise TypeError(
+            "None of the model's arguments holds the values its mixture site observes; "
+            "pass the data as an argument the model observes as it is (obs=data)."
+        )
+    if layout is None or layout.is_data_first:  # None: the model transforms its first argument
+        return model, args[0], tuple(args[1:]), layout
     x, arrays = layout.split(args, kwargs)
     return data_first(model, layout), x, arrays, layout

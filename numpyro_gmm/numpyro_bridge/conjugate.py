@@ -21,7 +21,6 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
-import numpyro  # noqa: F401  (before its submodules: see numpyro_bridge/reader.py)
 import numpyro.distributions as dist
 
 from numpyro_gmm.mixture.covariance import covariance_shape, expand_to_full, is_matrix_type

@@ -24,11 +24,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-# The package first: after `import arviz` (whose lazy loader registers numpyro), importing
-# numpyro.distributions alone leaves numpyro.distributions.distribution unset, which breaks
-# numpyro.factor (and NUTS) later in the process.
-import numpyro  # noqa: F401
 import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.distributions import transforms
@@ -145,7 +140,9 @@ class MixtureModel(NamedTuple):
 
     # -- the trace at given parameters ---------------------------------------------------
 
-    def _trace(self, params: dict, args: tuple):
+    def trace_at(self, params: dict, args: tuple | None = None):
+        """The model's trace with its latent sites at ``params`` (constrained)."""
+        args = self.args if args is None else args
         substituted = handlers.substitute(handlers.seed(self.model, 0), data=params)
         return handlers.trace(substituted).get_trace(*args, **self.kwargs)
 
@@ -186,7 +183,7 @@ class MixtureModel(NamedTuple):
             # assignment's prior, which sums to one); the scale weighs the row.
             weights = _site_scale(trace[self.mixture_site])
         else:
-            trace = self._trace(params, args)
+            trace = self.trace_at(params, args)
             site = trace[self.mixture_site]
             log_probs = unwrap(site["fn"]).component_log_probs(site["value"])
             log_probs = log_probs.reshape(-1, self.n_components)
@@ -205,21 +202,13 @@ class MixtureModel(NamedTuple):
     def component_log_probs_and_log_prior(
         self, params: dict, args: tuple | None = None
     ) -> tuple[jax.Array, jax.Array]:
-        """(N, K) ``log pi_k + log p_k(x_n)`` and the log prior, from one trace.
+        """(N, K) ``log pi_k + log p_k(x_n)`` and the rest of the log joint, from one trace
+        (:meth:`weighted_log_probs_and_log_prior` without the rows' weights).
 
         ``args`` replaces the model's arguments (e.g. new data of the same structure).
         """
-        args = self.args if args is None else args
-        if self.style == "C":
-            trace = self._enumerated_trace(params, args)
-            return self._enumerated_log_probs(trace), self._log_prior_from_trace(trace)
-        trace = self._trace(params, args)
-        site = trace[self.mixture_site]
-        mixture = unwrap(site["fn"])
-        value = site["value"]
-        log_probs = mixture.component_log_probs(value)
-        log_probs = log_probs.reshape(-1, self.n_components)
-        return log_probs, self._log_prior_from_trace(trace)
+        log_probs, _, rest = self.weighted_log_probs_and_log_prior(params, args)
+        return log_probs, rest
 
     def component_log_probs(self, params: dict, args: tuple | None = None) -> jax.Array:
         """(N, K) matrix ``log pi_k + log p_k(x_n | params)``."""
@@ -233,7 +222,7 @@ class MixtureModel(NamedTuple):
     def site_log_priors(self, params: dict, args: tuple | None = None) -> dict[str, jax.Array]:
         """Each latent site's log density at ``params`` (constrained), summed over its shape."""
         args = self.args if args is None else args
-        return self._site_log_priors_from_trace(self._trace(params, args))
+        return self._site_log_priors_from_trace(self.trace_at(params, args))
 
     def log_joint(self, params: dict, args: tuple | None = None) -> jax.Array:
         """The model's log joint at ``params`` (constrained), discrete assignments summed out:
