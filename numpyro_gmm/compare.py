@@ -143,8 +143,8 @@ def compare_to_posterior(
     draws = _draws_by_chain(posterior, sites)
     relabelled = relabel_draws(
         draws,
-        result.params,
-        component_axes=layout.component_axes,
+        result,
+        component_axes=component_axes,
         match_on=match_on,
         batch_ndim=2,
     )

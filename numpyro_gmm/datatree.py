@@ -269,6 +269,7 @@ def build_datatree(
     observed: np.ndarray,
     log_likelihood: np.ndarray,
     observed_name: str = "obs",
+    other_observed: Mapping[str, tuple[tuple[str, ...], np.ndarray]] | None = None,
     laplace: LaplaceGroups | None = None,
     responsibilities: np.ndarray | None = None,
     attrs: Mapping[str, Any] | None = None,
@@ -290,6 +291,9 @@ def build_datatree(
         Pointwise marginal log-likelihood at ``point``.
     observed_name : str
         Name of the observed site.
+    other_observed : dict, optional
+        The model's other observed sites (factors, other likelihoods): name -> (dims,
+        value), in ``observed_data`` beside the data, as ``az.from_numpyro`` puts them.
     laplace : LaplaceGroups, optional
         Draws that replace the point in ``posterior`` (the point moves to ``map``).
     responsibilities : np.ndarray, shape (N, K), optional
@@ -337,8 +341,13 @@ def build_datatree(
         observed_coords[columns] = (
             layout.features if columns == "feature" else np.arange(observed.shape[1])
         )
+    observed_variables = {observed_name: (observed_dims, observed)}
+    for name, (dims, value) in (other_observed or {}).items():
+        observed_variables[name] = (dims, np.asarray(value))
+        for dim, size in zip(dims, np.shape(value), strict=True):
+            observed_coords.setdefault(dim, np.arange(size))
     groups["observed_data"] = xr.Dataset(
-        {observed_name: (observed_dims, observed)},
+        observed_variables,
         coords=observed_coords,
         attrs={k: v for k, v in group_attrs.items() if not k.startswith("inference")},
     )

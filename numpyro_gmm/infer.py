@@ -456,6 +456,7 @@ class _ConjugateMethod(_MAPAlgorithm):
                 f"{_why_not_closed_form(mixture)}. "
                 "method='em' fits any mixture model by generalized EM."
             )
+        self._check_conjugate(conjugate)
         return _fit_conjugate(
             self.method,
             self,
@@ -466,6 +467,9 @@ class _ConjugateMethod(_MAPAlgorithm):
             mixture,
             options=self.method_options,
         )
+
+    def _check_conjugate(self, conjugate: ConjugateMixture) -> None:
+        """Refuse a conjugate model this method has no update for (none by default)."""
 
 
 def _why_not_closed_form(mixture: MixtureModel) -> str:
@@ -492,6 +496,17 @@ class BigLearnEM(_ConjugateMethod):
 
     method = "biglearn_em"
 
+    def _check_conjugate(self, conjugate: ConjugateMixture) -> None:
+        if conjugate.prior.mean_covariance is not None:
+            raise UnsupportedModelError(
+                f"method='biglearn_em' needs the means' prior to scale with each covariance "
+                f"(Normal-Inverse-Wishart: mu_k ~ N(m0, Sigma_k / kappa), as "
+                f"numpyro_gmm.models.gaussian_mixture writes it); the means "
+                f"{conjugate.locs_site!r} have a prior independent of the covariances, whose "
+                "M-step couples each mean with its whole covariance and has no closed form for "
+                "the marginal matchings. Use method='em' or 'gradient_em' for this model."
+            )
+
 
 class GradientEM(_ConjugateMethod):
     """Over-parameterized gradient EM, prune-and-merge, then MAP-EM under the model's priors.
@@ -499,8 +514,9 @@ class GradientEM(_ConjugateMethod):
     Gradient EM explores with ``n = ceil(3 m ln m)`` components by maximum likelihood (the
     setting of its theory), prunes and merges back to ``m'`` components, and closed-form
     MAP-EM under the model's priors finishes from the merged parameters
-    (:mod:`numpyro_gmm.pipeline`). When ``m'`` differs from the model's ``K`` the model
-    cannot hold the answer and an error says how many components were found. Options are
+    (:mod:`numpyro_gmm.pipeline`). The ``m'`` components found are merged or split to the
+    model's ``K`` (a model has ``K`` components by definition); ``result.fit.extras`` reports
+    ``n_components_found``. Options are
     those of the ``"gradient_em"`` method (:func:`numpyro_gmm.pipeline.method_options`).
     """
 
@@ -547,9 +563,7 @@ def _bind(algorithm: "_MAPAlgorithm", args: tuple, kwargs: dict):
         for value in candidates[1:]:  # a fault of the data passed elsewhere, named as such
             _check_observations(value)
         _raise_invalid_parameters(error)
-    trace = draw_trace(mixture.model, 0, *args, **kwargs)
-    observed = trace[mixture.mixture_site]["value"]
-    model, x, arrays, layout = bind_arguments(mixture.model, args, kwargs, observed)
+    model, x, arrays, layout = bind_model(mixture, args, kwargs)
     dtype = working_dtype(np.float64)
     arrays = jax.tree.map(
         lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, arrays
@@ -557,6 +571,15 @@ def _bind(algorithm: "_MAPAlgorithm", args: tuple, kwargs: dict):
     bound = copy.copy(algorithm)
     bound.model = model
     return bound, x, arrays, layout
+
+
+def bind_model(mixture: MixtureModel, args: tuple, kwargs: dict):
+    """``(canonical_model, x, arrays, layout)`` of the model read as ``mixture`` from the
+    call ``model(*args, **kwargs)`` (:func:`~numpyro_gmm.numpyro_bridge.arguments.bind_arguments`
+    with the values its mixture site observes)."""
+    trace = draw_trace(mixture.model, 0, *args, **kwargs)
+    observed = trace[mixture.mixture_site]["value"]
+    return bind_arguments(mixture.model, args, kwargs, observed)
 
 
 _METHODS = {"em": EM, "biglearn_em": BigLearnEM, "gradient_em": GradientEM}

@@ -155,8 +155,15 @@ class MAPResult:
             plate_dims=True,
         )
         observed = x
-        if layout.integer_coords:  # as az.from_numpyro: the values the mixture site observes
+        other_observed = {}
+        if layout.integer_coords:  # as az.from_numpyro: the values the sites observe
             observed = np.asarray(trace[self.mixture.mixture_site]["value"])
+            plates = self._numpyro_plates()
+            other_observed = {
+                name: (_dims_of(plates, name, np.ndim(value)), value)
+                for name, value in _observed_sites(trace).items()
+                if name != self.mixture.mixture_site
+            }
         laplace = None
         if laplace_draws is not None:
             from numpyro_gmm.laplace import LAPLACE_CONVENTION, sample_laplace
@@ -181,9 +188,14 @@ class MAPResult:
             observed=observed,
             log_likelihood=self.score_samples(x) if laplace is None else np.empty(0),
             observed_name=self.mixture.mixture_site,
+            other_observed=other_observed,
             laplace=laplace,
             responsibilities=self.predict_proba(x) if laplace is None else None,
-            attrs={"mixture_site": self.mixture.mixture_site, "model_style": self.mixture.style},
+            attrs={
+                "mixture_site": self.mixture.mixture_site,
+                "model_style": self.mixture.style,
+                "data_argument": _slot_name(self.arguments.data if self.arguments else ("arg", 0)),
+            },
         )
 
     def layout(
@@ -210,12 +222,7 @@ class MAPResult:
             numpyro_dims = self._numpyro_dims(point)
             if numpyro_dims is not None:
                 (dims, observed_dims), integer_coords = numpyro_dims, True
-        if component_axes is None and self.mixture.has_distinct_families():
-            # Components told apart by their families cannot switch labels: no site is
-            # indexed by component.
-            axes = {name: None for name in self.params}
-        else:
-            axes = find_component_axes(self, axes=component_axes)
+        axes = find_component_axes(self, axes=component_axes)
         return PosteriorLayout.of(
             point,
             axes,
@@ -231,6 +238,14 @@ class MAPResult:
         """The dims ``az.from_numpyro`` gives the model's sites (its plates' names, then
         ``{site}_dim_{i}``) and the observed data's ``(rows, columns)``; None when ArviZ
         cannot read the model's plates (the generic layout is used)."""
+        plates = self._numpyro_plates()
+        if plates is None:
+            return None
+        dims = {name: _dims_of(plates, name, np.ndim(value)) for name, value in point.items()}
+        return dims, _dims_of(plates, self.mixture.mixture_site, 2)
+
+    def _numpyro_plates(self) -> dict | None:
+        """Site -> the names of the plates it sits in, as ``az.from_numpyro`` reads them."""
         import numpyro.infer.initialization  # noqa: F401 - what infer_dims reads
         import numpyro.ops.pytree  # noqa: F401
         from arviz_base.io_numpyro import infer_dims
@@ -239,18 +254,9 @@ class MAPResult:
 
         restore_numpyro_submodules()
         try:
-            plates = infer_dims(self.mixture.model, self.mixture.args, self.mixture.kwargs)
+            return infer_dims(self.mixture.model, self.mixture.args, self.mixture.kwargs)
         except Exception:  # noqa: BLE001 - any failure of ArviZ's reading: generic dims
             return None
-
-        def dims_of(name: str, ndim: int) -> tuple[str, ...]:
-            named = tuple(plates.get(name) or ())[:ndim]
-            return (*named, *(f"{name}_dim_{i}" for i in range(ndim - len(named))))
-
-        dims = {name: dims_of(name, np.ndim(value)) for name, value in point.items()}
-        site = self.mixture.mixture_site
-        observed = dims_of(site, 2)
-        return dims, observed
 
     def deterministic_sites(self) -> dict[str, np.ndarray]:
         """The model's ``numpyro.deterministic`` sites at the MAP (as ``az.from_numpyro``
@@ -286,6 +292,26 @@ def _as_jax(params: Mapping[str, Any]) -> dict:
     import jax.numpy as jnp
 
     return {name: jnp.asarray(value) for name, value in params.items()}
+
+
+def _slot_name(slot: tuple[str, int | str]) -> str:
+    """Where the model takes its data, as saved in a tree: ``"arg:1"``, ``"kwarg:y"``."""
+    return f"{slot[0]}:{slot[1]}"
+
+
+def _dims_of(plates: Mapping[str, Sequence[str]], name: str, ndim: int) -> tuple[str, ...]:
+    """A site's dims as ``az.from_numpyro`` names them: its plates, then ``{name}_dim_{i}``."""
+    named = tuple(plates.get(name) or ())[:ndim]
+    return (*named, *(f"{name}_dim_{i}" for i in range(ndim - len(named))))
+
+
+def _observed_sites(trace) -> dict[str, np.ndarray]:
+    """Every observed site's value (factors included), as ``az.from_numpyro`` keeps them."""
+    return {
+        name: np.asarray(site["value"])
+        for name, site in trace.items()
+        if site["type"] == "sample" and site["is_observed"]
+    }
 
 
 def _deterministic_sites(trace) -> dict[str, np.ndarray]:

@@ -223,6 +223,7 @@ _BIGLEARN_DEFAULT_FLOOR = _keyword_options(biglearn_em.build_kernel)["eigenvalue
 def run_biglearn(job: Job, options: dict, run_next) -> FitResult:
     """BigLearn-EM for all ``max_iter`` outer iterations, then the floored joint-EM polish."""
     del run_next
+    biglearn_em.check_prior(job.prior)  # here, not while tracing: a plain traceback
     options = dict(options)
     polish_iter = options.pop("polish_iter", _BIGLEARN_POLISH_ITER)
     polish_options = biglearn_em.floored_em_options(

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -158,6 +158,10 @@ def component_axes(
         mixture = mixture.mixture
     if params is None:
         raise ValueError("params (constrained values of the latent sites) are required.")
+    if not axes and mixture.has_distinct_families():
+        # Components told apart by their families cannot switch labels: no site is
+        # indexed by component.
+        return {name: None for name in params}
     candidates = _candidate_axes(mixture, params)
     if axes:
         unknown = set(axes) - set(candidates)
@@ -216,18 +220,37 @@ def _default_match_on(axes: Mapping[str, int | None], reference: Mapping[str, An
     return sites
 
 
-def _reference_axes(reference: Any, axes: Mapping[str, int | None] | None):
+class _Reference(NamedTuple):
+    """What relabelling matches against: values, component axes and, when a model tells
+    it, the number of components."""
+
+    values: dict[str, np.ndarray]
+    axes: dict[str, int | None]
+    n_components: int | None = None
+
+    def fixed_labels(self, match_on: Sequence[str] | None) -> bool:
+        """No site has a component axis: every permutation leaves the draws as they are."""
+        return match_on is None and all(self.axes.get(name) is None for name in self.values)
+
+    def identity(self, batch_shape: tuple[int, ...]) -> np.ndarray:
+        if self.n_components is None:
+            raise ValueError("No site has a component axis; there is nothing to relabel.")
+        return np.broadcast_to(np.arange(self.n_components), (*batch_shape, self.n_components))
+
+
+def _reference_axes(reference: Any, axes: Mapping[str, int | None] | None) -> _Reference:
     """Reference values and component axes from a MAPResult or a dict of sites."""
     if hasattr(reference, "mixture"):  # a MAPResult: the model says which axes
         values = {name: np.asarray(v) for name, v in reference.params.items()}
-        return values, component_axes(reference, axes=axes)
+        found = component_axes(reference, axes=axes)
+        return _Reference(values, found, reference.mixture.n_components)
     values = {name: np.asarray(v) for name, v in dict(reference).items()}
     if axes is None:
         raise ValueError(
             "With a dict reference, pass component_axes={site: axis or None} (or pass the "
             "MAPResult itself as the reference, whose model tells the axes)."
         )
-    return values, {name: None if a is None else int(a) for name, a in axes.items()}
+    return _Reference(values, {name: None if a is None else int(a) for name, a in axes.items()})
 
 
 def match_components(
@@ -259,7 +282,10 @@ def match_components(
         matched to component ``j`` of the reference, so
         :func:`permute_components` ``(params, permutation, ...)`` relabels ``params``.
     """
-    ref, axes = _reference_axes(reference, component_axes)
+    reference = _reference_axes(reference, component_axes)
+    if reference.fixed_labels(match_on):
+        return reference.identity(())
+    ref, axes = reference.values, reference.axes
     sites = list(match_on) if match_on is not None else _default_match_on(axes, ref)
     features, ref_features = _component_features(params, ref, axes, sites, batch_ndim=0)
     permutation, _ = match_means(features, ref_features)
@@ -339,18 +365,25 @@ def relabel(
     --------
     >>> aligned = relabel(other_result.params, result)  # doctest: +SKIP
     """
-    ref, axes = _reference_axes(reference, component_axes)
-    permutation = match_components(params, ref, component_axes=axes, match_on=match_on)
-    return permute_components(params, permutation, axes)
+    reference = _reference_axes(reference, component_axes)
+    if reference.fixed_labels(match_on):
+        return {name: np.asarray(value) for name, value in params.items()}
+    permutation = match_components(
+        params, reference.values, component_axes=reference.axes, match_on=match_on
+    )
+    return permute_components(params, permutation, reference.axes)
 
 
 def _relabel_arrays(
     samples: Mapping[str, np.ndarray],
-    ref: Mapping[str, np.ndarray],
-    axes: Mapping[str, int | None],
+    reference: _Reference,
     match_on: Sequence[str] | None,
     batch_ndim: int,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    if reference.fixed_labels(match_on):
+        batch_shape = next(iter(samples.values())).shape[:batch_ndim] if samples else ()
+        return dict(samples), reference.identity(batch_shape)
+    ref, axes = reference.values, reference.axes
     sites = list(match_on) if match_on is not None else _default_match_on(axes, ref)
     features, ref_features = _component_features(samples, ref, axes, sites, batch_ndim)
     batch_shape = features.shape[:batch_ndim]
@@ -404,7 +437,8 @@ def relabel_draws(
         groups are shared, its relabelled group gets the attr ``relabelled = 1``). With
         ``return_permutations``, a pair ``(relabelled, permutations)``.
     """
-    ref, axes = _reference_axes(reference, component_axes)
+    reference = _reference_axes(reference, component_axes)
+    ref = reference.values
     if hasattr(samples, "children") and hasattr(samples, "dataset"):  # an xarray.DataTree
         import xarray as xr
 
@@ -414,7 +448,7 @@ def relabel_draws(
         for name in names:
             other = [d for d in dataset[name].dims if d not in ("chain", "draw")]
             arrays[name] = dataset[name].transpose("chain", "draw", *other).values
-        relabelled, permutations = _relabel_arrays(arrays, ref, axes, match_on, batch_ndim=2)
+        relabelled, permutations = _relabel_arrays(arrays, reference, match_on, batch_ndim=2)
         updated = dataset.copy()
         for name in names:
             other = [d for d in dataset[name].dims if d not in ("chain", "draw")]
@@ -434,6 +468,6 @@ def relabel_draws(
             )
         batch_ndim = inferred.pop()
     present = {name: values[name] for name in values if name in ref}
-    relabelled, permutations = _relabel_arrays(present, ref, axes, match_on, batch_ndim)
+    relabelled, permutations = _relabel_arrays(present, reference, match_on, batch_ndim)
     out = {**values, **relabelled}
     return (out, permutations) if return_permutations else out

@@ -229,18 +229,21 @@ def load_map_result(
 ):
     """A :class:`~numpyro_gmm.MAPResult` from a saved fit and the model it was fitted to.
 
-    A model is code, not data, so it is given again; it is read with the saved observations
-    (``observed_data``) as :func:`numpyro_gmm.fit` reads it. The parameters are the saved MAP
-    (``map`` when the tree holds Laplace draws, ``posterior`` otherwise), the objective is
+    A model is code, not data, so it is given again, with its arguments as given to
+    :func:`numpyro_gmm.fit`; the data may be left out: the saved observations
+    (``observed_data``) go where the fit's model took its data. The parameters are the saved
+    MAP (``map`` when the tree holds Laplace draws, ``posterior`` otherwise), the objective is
     the saved one, and ``fit`` is :func:`fit_result_from_datatree`.
 
     Parameters
     ----------
     source : xarray.DataTree, str or path
     model : callable
-        The NumPyro model, called as ``model(x, *model_args, **model_kwargs)``.
+        The NumPyro model.
     *model_args, **model_kwargs
-        Its other arguments, as given to :func:`numpyro_gmm.fit`.
+        Its arguments, as given to :func:`numpyro_gmm.fit`, with or without the data:
+        ``load_map_result(tree, model)`` for ``fit(model, x)``,
+        ``load_map_result(tree, model, covariates)`` for ``fit(model, covariates, y)``.
 
     Returns
     -------
@@ -251,18 +254,37 @@ def load_map_result(
     ValueError
         If the model's latent sites are not those of the saved fit.
     """
+    from numpyro_gmm.infer import bind_model
     from numpyro_gmm.map_result import MAPResult
     from numpyro_gmm.numpyro_bridge import read_model
 
     tree = open_fit(source)
     observed = tree["observed_data"]
-    name = next(iter(observed.data_vars))
-    x = np.asarray(observed[name].values)
-    mixture = read_model(model, x, *model_args, **model_kwargs)
+    site = str(tree.attrs.get("mixture_site", next(iter(observed.data_vars))))
+    x = np.asarray(observed[site].values)
+    args, kwargs = _with_saved_data(tree, x, model_args, model_kwargs)
+    canonical, x, arrays, layout = bind_model(read_model(model, *args, **kwargs), args, kwargs)
+    mixture = read_model(canonical, x, *arrays)
     sites = _sites(tree)
     if set(sites) != set(mixture.latent_sites):
         raise ValueError(
             f"The saved fit has the sites {sorted(sites)} but the model has "
             f"{sorted(mixture.latent_sites)}: give the model the fit was made with."
         )
-    return MAPResult(mixture, sites, float(tree.attrs["objective"]), fit_result_from_datatree(tree))
+    objective = float(tree.attrs["objective"])
+    result = MAPResult(mixture, sites, objective, fit_result_from_datatree(tree))
+    result.arguments = layout
+    return result
+
+
+def _with_saved_data(tree: xr.DataTree, x: np.ndarray, args: tuple, kwargs: dict):
+    """The model's call with the saved data put where the fit's model took them, unless
+    the arguments already hold them."""
+    given = [*args, *kwargs.values()]
+    if any(np.shape(value) == x.shape and np.array_equal(value, x) for value in given):
+        return args, kwargs
+    kind, _, where = str(tree.attrs.get("data_argument", "arg:0")).partition(":")
+    if kind == "kwarg":
+        return args, {**kwargs, where: x}
+    position = int(where)
+    return (*args[:position], x, *args[position:]), kwargs

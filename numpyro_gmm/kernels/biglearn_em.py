@@ -299,7 +299,8 @@ def floor_eigenvalues(matrices: Array, eps: Array | float) -> Array:
     return jnp.where(needs_floor, rebuilt, matrices)
 
 
-def _check_prior(prior: GaussianMixturePrior | None) -> None:
+def check_prior(prior: GaussianMixturePrior | None) -> None:
+    """Raise ``ValueError`` for a prior the matchings have no closed-form MAP update for."""
     if prior is None:
         return
     if prior.mean_covariance is not None:
@@ -582,7 +583,7 @@ def build_kernel(
         raise ValueError(f"weight_smoothing must be >= 0 or None, got {weight_smoothing}.")
     if eigenvalue_floor < 0 or tiny < 0:
         raise ValueError(f"eigenvalue_floor and tiny must be >= 0, got {eigenvalue_floor}, {tiny}.")
-    _check_prior(prior)
+    check_prior(prior)
 
     def step(
         rng_key: PRNGKey, state: BigLearnState, x: Array
