@@ -16,6 +16,7 @@ from helpers import run_benchmark_smoke
         ("repro_biglearn_pendigits.py", "NMI"),
         ("bench_biglearn_speed.py", "ratio to EM"),
         ("bench_workflows.py", "bic_small"),
+        ("bench_global_map.py", "P(reach)"),
     ],
 )
 def test_benchmark_smoke_size_runs(script, header, tmp_path):
@@ -31,3 +32,22 @@ def test_overparameterized_smoke_size_runs(tmp_path):
     assert row["m"] == 3 and row["seeds"] == 2
     for key in ("p_em_random", "p_em_kmeanspp", "p_gradient"):
         assert 0.0 <= row[key] <= 1.0
+
+
+def test_global_map_equal_time_probability_is_exact():
+    """EM's chance at equal time: at least one of r restarts drawn without replacement from
+    the pool reaches the best-known MAP, checked against enumerating every draw."""
+    import itertools
+    import sys
+
+    from helpers import ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_global_map import best_of_r_probability
+
+    pool = [True, False, False, True, False, False, False]
+    for draws in range(1, len(pool) + 2):
+        subsets = list(itertools.combinations(pool, min(draws, len(pool))))
+        expected = sum(any(s) for s in subsets) / len(subsets)
+        assert best_of_r_probability(sum(pool), len(pool), draws) == pytest.approx(expected)
+    assert best_of_r_probability(0, 5, 3) == 0.0
