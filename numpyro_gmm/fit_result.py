@@ -178,8 +178,9 @@ def warn_about(result: FitResult, *, max_iter: int, stacklevel: int = 3) -> None
     if failed.any():
         warnings.warn(
             f"{int(failed.sum())} of {failed.size} restarts stopped early because their "
-            "parameters became non-finite or a covariance became singular; they were left "
-            "out. Increase reg_covar or scale the data to avoid this.",
+            "parameters or objective became non-finite (e.g. a singular covariance or a "
+            "component's scale at 0 or infinity); they were left out. Scale the data, or for "
+            "Gaussian fits increase reg_covar, to avoid this.",
             errors.ConvergenceWarning,
             stacklevel=stacklevel,
         )

@@ -18,7 +18,7 @@ restart's objective is kept.
 """
 
 import copy
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +31,7 @@ from numpyro_gmm.fit_result import FitResult, Restarts, choose_restart, warn_abo
 from numpyro_gmm.fitting import InitialValues, restart_keys
 from numpyro_gmm.kernels import get_kernel
 from numpyro_gmm.map_result import MAPResult
+from numpyro_gmm.mixture.chunking import RowPlan
 from numpyro_gmm.mixture.init import kmeans_plusplus_indices, random_from_data_indices
 from numpyro_gmm.mixture.params import precisions_cholesky_from_covariances
 from numpyro_gmm.numpyro_bridge import MixtureModel, UnsupportedModelError, read_model
@@ -52,9 +53,27 @@ __all__ = ["EM", "BigLearnEM", "GradientEM", "MAP", "fit"]
 
 
 # Seeding of the component means for generalized EM (jitted once per shape).
+class _Seeding(NamedTuple):
+    """How generalized EM seeds the component locations (static: part of the program's key).
+
+    Attributes
+    ----------
+    indices : callable
+        ``(key, x, K, n_active, rows) -> (K,)`` row indices (k-means++ or random rows).
+    site : str or None
+        The latent site of the component locations (None: not seeded from the data).
+    counted_rows : bool
+        Seed only from rows with a positive weight in the log joint (a masked likelihood).
+    """
+
+    indices: Any
+    site: str | None
+    counted_rows: bool
+
+
 _SEEDING = {
-    "k-means++": jax.jit(kmeans_plusplus_indices, static_argnums=2),
-    "random_from_data": jax.jit(random_from_data_indices, static_argnums=2),
+    "k-means++": kmeans_plusplus_indices,
+    "random_from_data": random_from_data_indices,
 }
 
 
@@ -178,9 +197,12 @@ class EM(_MAPAlgorithm):
     def _run_generalized(self, rng_key, x, num_restarts, mixture: MixtureModel) -> MAPResult:
         keys = restart_keys(rng_key, num_restarts)
         given = {name: jnp.asarray(v) for name, v in (self.initial_values or {}).items()}
-        seeding = _SEEDING.get(self.init_params, _SEEDING["random_from_data"])
-        seeded = _component_location_site(mixture, given)
-        program = _generalized_program(mixture, self.m_steps, self.max_iter, seeding, seeded)
+        seeding = _Seeding(
+            _SEEDING.get(self.init_params, _SEEDING["random_from_data"]),
+            _component_location_site(mixture, given),
+            mixture.weighs_rows(),
+        )
+        program = _generalized_program(mixture, self.m_steps, self.max_iter, seeding)
         data = (jnp.asarray(x), *mixture.args[1:])
         run_states, finals, objectives = program(
             keys, data, given, jnp.asarray(self.tol, data[0].dtype)
@@ -222,7 +244,7 @@ _PROGRAMS = ProgramCache(maxsize=16)
 
 
 def _generalized_program(
-    mixture: MixtureModel, m_steps: int, max_iter: int, seeding, seeded: str | None
+    mixture: MixtureModel, m_steps: int, max_iter: int, seeding: "_Seeding"
 ):
     """The jitted program of a generalized EM fit (starts, restarts loop, scores), built once
     per model structure.
@@ -231,7 +253,7 @@ def _generalized_program(
     only on the model function, its sites and the static options, so it is cached on those.
     It closes over the model without its data (passed as arguments): the cache keeps no data.
     """
-    options = (m_steps, max_iter, seeding, seeded)
+    options = (m_steps, max_iter, seeding)
     if mixture.kwargs:  # keyword arguments may hold data: built for this call only
         return _build_generalized_program(mixture, *options)
     return _PROGRAMS.get(
@@ -241,17 +263,25 @@ def _generalized_program(
 
 
 def _initial_values(
-    mixture: MixtureModel, key, data: tuple, given: dict, seeding, seeded: str | None
+    mixture: MixtureModel, key, data: tuple, given: dict, seeding: "_Seeding"
 ) -> dict:
     """A restart's start (constrained): :func:`draw_trace`'s random point, the component locations
     ``seeded`` from data points by ``seeding``, equal weights on simplex sites, and the
     user's ``given`` values over all of these."""
     trace = draw_trace(mixture.model, key, *data, **mixture.kwargs)
     values = {name: trace[name]["value"] for name in mixture.latent_sites}
-    if seeded is not None:
+    if seeding.site is not None:
         x = data[0] if data[0].ndim == 2 else data[0][:, None]
-        indices = seeding(key, x, mixture.n_components)
-        values[seeded] = jnp.reshape(x[indices], values[seeded].shape)
+        if seeding.counted_rows:
+            # Seed from rows the log joint counts: a masked row may hold anything.
+            _, row_weights, _ = mixture.weighted_log_probs_and_log_prior(values, data)
+            counted = row_weights > 0
+            order = jnp.argsort(~counted, stable=True)  # counted rows first
+            rows = RowPlan(x.shape[0], None, jnp.sum(counted))
+            indices = order[seeding.indices(key, x[order], mixture.n_components, None, rows)]
+        else:
+            indices = seeding.indices(key, x, mixture.n_components)
+        values[seeding.site] = jnp.reshape(x[indices], values[seeding.site].shape)
     for name, value in values.items():
         if mixture.supports[name] is constraints.simplex:
             values[name] = jnp.full_like(value, 1.0 / value.shape[-1])
@@ -259,7 +289,7 @@ def _initial_values(
 
 
 def _build_generalized_program(
-    mixture: MixtureModel, m_steps: int, max_iter: int, seeding, seeded: str | None
+    mixture: MixtureModel, m_steps: int, max_iter: int, seeding: "_Seeding"
 ):
     kernel = get_kernel("generalized_em", parameters="pytree")
 
@@ -269,7 +299,7 @@ def _build_generalized_program(
     step = kernel.build_kernel(log_probs_and_prior, m_steps=m_steps)
 
     def start(key, data, given):
-        values = _initial_values(mixture, key, data, given, seeding, seeded)
+        values = _initial_values(mixture, key, data, given, seeding)
         state = kernel.init(mixture.unconstrain(values))
         return driver.init_run_state(state, max_iter, data[0].dtype)
 

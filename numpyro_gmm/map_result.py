@@ -82,12 +82,34 @@ class MAPResult:
 
         if len(args) == 1 and not kwargs:
             x, arrays = args[0], tuple(self.mixture.args[1:])
+            self._check_kept_arrays(x, arrays)
         elif self.arguments is not None:
             x, arrays = self.arguments.split(args, kwargs, _signature(self.mixture.model))
         else:  # a model called data first
             x, arrays = args[0], tuple(args[1:])
+        if x is None or any(a is None for a in arrays):
+            raise ValueError(
+                "Responsibilities and log densities need the values the mixture site "
+                f"{self.mixture.mixture_site!r} observes: pass them (not None) with the "
+                "model's other arguments."
+            )
         data = (jnp.asarray(x), *(jnp.asarray(a) for a in arrays))
         return np.asarray(self.mixture.component_log_probs(_as_jax(self.params), data))
+
+    def _check_kept_arrays(self, x, arrays: tuple) -> None:
+        """New data alone keep the fit's other arrays: refuse when those are per row of
+        the training data and the new data have another number of rows."""
+        n_fit, n_new = np.shape(self.mixture.args[0])[:1], np.shape(x)[:1]
+        per_row = [a for a in arrays if np.ndim(a) >= 1 and np.shape(a)[:1] == n_fit]
+        if per_row and n_new != n_fit:
+            fitted = "" if self.arguments is None else f" ({self.arguments.describe()})"
+            raise TypeError(
+                f"The model takes per-row arrays besides the values its mixture site "
+                f"{self.mixture.mixture_site!r} observes{fitted}; one array is read as those "
+                f"values, with the fit's {n_fit[0]} rows of the others. Pass all of the "
+                "model's arguments for the new rows, as the fit did, e.g. "
+                "predict(covariates_new, y_new)."
+            )
 
     def score_samples(self, *args, **kwargs) -> np.ndarray:
         """Marginal log-likelihood of every row of new data at the MAP; the data (and
@@ -195,6 +217,7 @@ class MAPResult:
                 "mixture_site": self.mixture.mixture_site,
                 "model_style": self.mixture.style,
                 "data_argument": _slot_name(self.arguments.data if self.arguments else ("arg", 0)),
+                "model_arguments": self.arguments.describe() if self.arguments else "the data",
             },
         )
 

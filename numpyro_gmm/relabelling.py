@@ -206,7 +206,12 @@ def _component_features(
         ref = ref.reshape(ref.shape[0], -1)
         val = np.moveaxis(np.asarray(values[name], np.float64), batch_ndim + axis, batch_ndim)
         val = val.reshape(*val.shape[: batch_ndim + 1], -1)
-        spread = ref.std(axis=0)
+        # Each feature in units of its spread over the values and the reference together,
+        # at least a tenth of its magnitude: the reference's own spread across components
+        # can be ~0 (near-equal weights) and would let that site outweigh the ones that
+        # tell the components apart.
+        pooled = np.concatenate([ref, val.reshape(-1, ref.shape[1])])
+        spread = np.maximum(pooled.std(axis=0), 0.1 * np.sqrt(np.mean(pooled**2, axis=0)))
         spread = np.where(spread > 0, spread, 1.0)
         reference_blocks.append(ref / spread)
         value_blocks.append(val / spread)

@@ -267,9 +267,12 @@ def load_map_result(
     mixture = read_model(canonical, x, *arrays)
     sites = _sites(tree)
     if set(sites) != set(mixture.latent_sites):
+        called = tree.attrs.get("model_arguments")
         raise ValueError(
             f"The saved fit has the sites {sorted(sites)} but the model has "
-            f"{sorted(mixture.latent_sites)}: give the model the fit was made with."
+            f"{sorted(mixture.latent_sites)}: give the model the fit was made with, and its "
+            "arguments as the fit took them"
+            + (f" (the fit's call: {called}; the data may be left out)." if called else ".")
         )
     objective = float(tree.attrs["objective"])
     result = MAPResult(mixture, sites, objective, fit_result_from_datatree(tree))
@@ -277,11 +280,21 @@ def load_map_result(
     return result
 
 
+def _holds(value: Any, x: np.ndarray) -> bool:
+    """Whether ``value`` is the saved data (compared in the saved dtype: a fit with x64 off
+    saves float64 data as float32)."""
+    if not isinstance(value, np.ndarray | list) and not hasattr(value, "__array__"):
+        return False
+    if np.shape(value) != x.shape:
+        return False
+    return bool(np.array_equal(np.asarray(value).astype(x.dtype), x, equal_nan=True))
+
+
 def _with_saved_data(tree: xr.DataTree, x: np.ndarray, args: tuple, kwargs: dict):
     """The model's call with the saved data put where the fit's model took them, unless
     the arguments already hold them."""
     given = [*args, *kwargs.values()]
-    if any(np.shape(value) == x.shape and np.array_equal(value, x) for value in given):
+    if any(_holds(value, x) for value in given):
         return args, kwargs
     kind, _, where = str(tree.attrs.get("data_argument", "arg:0")).partition(":")
     if kind == "kwarg":

@@ -180,3 +180,20 @@ def test_relabel_draws_fixes_label_switching_and_r_hat():
     np.testing.assert_array_equal(
         flat_relabelled["locs"], as_dict["locs"].reshape(-1, *params["locs"].shape)
     )
+
+
+def test_near_equal_weights_do_not_decide_the_labels():
+    """Draws that never switch labels stay as they are when the reference's weights are
+    nearly equal (their spread across components is ~0, so they must not dominate)."""
+    rng = np.random.default_rng(0)
+    reference = {"w": np.array([0.501, 0.499]), "rate": np.array([2.0, 12.0])}
+    weights = 0.5 + 0.04 * rng.standard_normal(400)
+    draws = {
+        "w": np.stack([weights, 1.0 - weights], axis=-1),
+        "rate": np.array([2.0, 12.0]) + rng.normal(scale=[0.15, 0.5], size=(400, 2)),
+    }
+    relabelled, permutations = ngm.relabel_draws(
+        draws, reference, component_axes={"w": 0, "rate": 0}, return_permutations=True
+    )
+    np.testing.assert_array_equal(permutations, np.broadcast_to([0, 1], (400, 2)))
+    np.testing.assert_array_equal(relabelled["rate"], draws["rate"])

@@ -299,15 +299,24 @@ def _all_arrays(tree) -> bool:
     return all(isinstance(leaf, np.ndarray | jax.Array) for leaf in jax.tree.leaves(tree))
 
 
+#: Half-width of the start's box in unconstrained space. NumPyro's samplers start in
+#: (-2, 2); there a full covariance's Cholesky factor has off-diagonal entries up to 2 and a
+#: diagonal down to exp(-2), so in 13 or more dimensions its covariance is too ill-conditioned
+#: for float32 (NumPyro's positive-definiteness check fails on every draw at D = 30).
+START_RADIUS = 0.5
+
+
 def draw_trace(model: Callable, rng_key, *args, **kwargs):
     """The model's trace at a random start: every continuous latent site uniform in
-    ``(-2, 2)`` in its unconstrained space (NumPyro's ``init_to_uniform``, the start of its own
-    samplers), discrete sites drawn from the model.
+    ``(-START_RADIUS, START_RADIUS)`` in its unconstrained space (NumPyro's
+    ``init_to_uniform``, in a smaller box than its samplers' ``(-2, 2)``), discrete sites
+    drawn from the model.
 
     Unlike a draw from the prior, it needs no sampler of the model's distributions (a
     Dirichlet's, for instance, is a rejection loop that costs a compilation of its own).
     """
-    start = handlers.substitute(handlers.seed(model, rng_key), substitute_fn=init_to_uniform)
+    uniform = functools.partial(init_to_uniform, radius=START_RADIUS)
+    start = handlers.substitute(handlers.seed(model, rng_key), substitute_fn=uniform)
     return handlers.trace(start).get_trace(*args, **kwargs)
 
 
