@@ -217,6 +217,7 @@ def run_kernel(kernel: str) -> Stage:
 # An upper bound: the polish stops at ``tol``. 50 steps left fits at the default tol of
 # ngm.fit (1e-6) unconverged; about 90 reach it on Old Faithful.
 _BIGLEARN_POLISH_ITER = 500
+_BIGLEARN_KEEP_CONDITIONALS = True
 _BIGLEARN_DEFAULT_FLOOR = _keyword_options(biglearn_em.build_kernel)["eigenvalue_floor"]
 
 
@@ -224,7 +225,11 @@ def run_biglearn(job: Job, options: dict, run_next) -> FitResult:
     """BigLearn-EM for all ``max_iter`` outer iterations, then the floored joint-EM polish."""
     del run_next
     biglearn_em.check_prior(job.prior)  # here, not while tracing: a plain traceback
-    options = dict(options)
+    # The reference leaves a component's cross blocks as they are when a marginal matching
+    # shrinks its block, which can make the component indefinite (then floored to near
+    # singular): components died and every restart failed on real data under a proper
+    # prior. Keeping each component's conditional given the block cannot.
+    options = {"keep_conditionals": _BIGLEARN_KEEP_CONDITIONALS, **options}
     polish_iter = options.pop("polish_iter", _BIGLEARN_POLISH_ITER)
     polish_options = biglearn_em.floored_em_options(
         options.get("eigenvalue_floor", _BIGLEARN_DEFAULT_FLOOR),
@@ -505,6 +510,7 @@ def method_options(method: str) -> dict[str, Any]:
             "standardize": True,
             "polish_iter": _BIGLEARN_POLISH_ITER,
             **_keyword_options(biglearn_em.build_kernel),
+            "keep_conditionals": _BIGLEARN_KEEP_CONDITIONALS,
         }
     if method == "gradient_em":
         kernel = _keyword_options(gradient_em_kernel.build_kernel)

@@ -348,6 +348,35 @@ def _marginal_statistics(
     return stats, stats.log_likelihood + correction
 
 
+def _with_block(means, covariances, block_means, block_covariances, mask):
+    """Each component with its ``T`` block replaced and its conditional given ``T`` kept.
+
+    With ``B = C_aT C_TT^-1`` for the rest ``a`` of the coordinates, the new component is
+    ``p_new(y_T) p_old(y_a | y_T)``: ``m_a' = m_a + B (m_T' - m_T)``, ``C_aT' = B C_TT'``,
+    ``C_aa' = C_aa - B C_TT B^T + B C_TT' B^T``. A positive-definite block gives a
+    positive-definite component, whereas keeping the cross blocks as they are (the
+    reference) can make it indefinite when the block shrinks.
+    """
+    maskf = mask.astype(covariances.dtype)
+    inside = maskf[:, None] * maskf[None, :]
+    outside = (1.0 - maskf)[:, None] * maskf[None, :]  # rows a, columns T
+    eye = jnp.eye(mask.shape[0], dtype=covariances.dtype)
+    # C_TT on the block, the identity elsewhere: its inverse is C_TT^-1 on the block.
+    embedded = covariances * inside + jnp.diag(1.0 - maskf)
+    coefficients = jnp.swapaxes(
+        jnp.linalg.solve(embedded, jnp.swapaxes(covariances * outside, -1, -2)), -1, -2
+    ) * maskf  # B on rows a, columns T; zero elsewhere
+    new_block = _symmetrize(block_covariances) * inside
+    cross = coefficients @ new_block
+    rest = (eye - jnp.diag(maskf)) @ covariances @ (eye - jnp.diag(maskf))
+    old_part = coefficients @ covariances @ jnp.swapaxes(coefficients, -1, -2)
+    new_part = coefficients @ new_block @ jnp.swapaxes(coefficients, -1, -2)
+    updated = new_block + cross + jnp.swapaxes(cross, -1, -2) + rest - old_part + new_part
+    shift = jnp.einsum("kat,kt->ka", coefficients, (block_means - means) * maskf)
+    new_means = jnp.where(mask, block_means, means + shift)
+    return new_means, _symmetrize(updated)
+
+
 def matching_update(
     x: Array,
     state: BigLearnState,
@@ -360,6 +389,7 @@ def matching_update(
     reg_covar: Array | float = 0.0,
     prior: GaussianMixturePrior | None = None,
     chunk_size: int | None = None,
+    keep_conditionals: bool = False,
 ) -> tuple[BigLearnState, Array]:
     """Run the inner EM steps of one matching (module equations) and map back.
 
@@ -383,6 +413,10 @@ def matching_update(
         Dirichlet / Normal-Inverse-Wishart / Inverse-Wishart priors (module docstring).
     chunk_size : int, optional
         Rows per E-step chunk (all rows at once by default).
+    keep_conditionals : bool
+        Update the rest of each component with the matched block so that its conditional
+        given the block is kept (:func:`_with_block`), instead of leaving the cross blocks
+        as they are (the reference).
 
     Returns
     -------
@@ -452,8 +486,11 @@ def matching_update(
         prior_offsets = new_means - prior_loc
         numerator = scatter + kappa * prior_offsets[:, :, None] * prior_offsets[:, None, :] + scale
         new_block = numerator / (floored + denominator_extra)[:, None, None] + reg_covar * eye
-        means = jnp.where(mask, new_means, means)
-        covariances = jnp.where(block, _symmetrize(new_block), covariances)
+        if keep_conditionals:
+            means, covariances = _with_block(means, covariances, new_means, new_block, mask)
+        else:
+            means = jnp.where(mask, new_means, means)
+            covariances = jnp.where(block, _symmetrize(new_block), covariances)
         covariances = floor_eigenvalues(covariances, eigenvalue_floor_eps)
         first_log_likelihood = jnp.where(step == 0, log_likelihood, first_log_likelihood)
         return weights_from_counts(counts), means, covariances, first_log_likelihood
@@ -527,6 +564,7 @@ def build_kernel(
     eigenvalue_floor: float = 1e-5,
     tiny: float = 1e-5,
     track_objective: bool = True,
+    keep_conditionals: bool = False,
 ):
     """Return the pure step ``step(rng_key, state, x) -> (BigLearnState, BigLearnInfo)``.
 
@@ -556,6 +594,9 @@ def build_kernel(
     track_objective : bool
         Whether ``info.objective`` is the joint log-likelihood (one more data pass per step)
         or the free matched-marginal log-likelihood.
+    keep_conditionals : bool
+        Marginal and transformed matchings keep each component's conditional given the
+        matched block (:func:`matching_update`); ``False`` is the reference.
 
     Raises
     ------
@@ -608,6 +649,7 @@ def build_kernel(
             reg_covar=reg_covar,
             prior=prior,
             chunk_size=chunk_size,
+            keep_conditionals=keep_conditionals,
         )
         if track_objective:
             objective = _log_likelihood(x, state.params, chunk_size)
