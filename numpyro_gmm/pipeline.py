@@ -354,7 +354,8 @@ _GRADIENT_DEFAULTS = {
 def over_parameterize(job: Job, options: dict, run_next) -> FitResult:
     """Explore with ``n = ceil(3 m ln m)`` components, prune and merge, then polish.
 
-    The exploration is maximum likelihood (the setting of the theory) from ``n`` random data
+    The exploration is maximum likelihood (the setting of the theory), or MAP under the
+    model's priors of the means and covariances when it has them, from ``n`` random data
     points; surplus components are expected to empty out, and the phase runs all
     ``max_iter`` steps (surplus components keep moving after the objective settles). The
     ``m'`` components found are merged or split to the model's ``m``
@@ -401,7 +402,10 @@ def over_parameterize(job: Job, options: dict, run_next) -> FitResult:
             n_components=n,
             init_params="random_from_data",
             initial=InitialValues(precisions_cholesky=fixed),
-            prior=None,
+            # The model's priors of the means and covariances, not of its m weights: with
+            # n > m components in many dimensions, maximum likelihood makes singular
+            # covariances (every restart failed on 30-D data with m = 2).
+            prior=None if job.prior is None else job.prior._replace(weight_concentration=None),
             tol=0.0,
         )
         gradient_fit = run_next(explore, {**options, "learn_covariance": learn_covariance})

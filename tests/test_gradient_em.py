@@ -325,3 +325,24 @@ def test_to_n_components_merges_the_closest_pair_and_splits_the_widest(covarianc
     assert len(changes) == 1 and w4.shape == (4,) and np.isclose(w4.sum(), 1.0)
     assert c4.shape == covariance_shape(covariance_type, 4, 2)
     np.testing.assert_allclose(w4 @ m4, weights @ means)
+
+
+def test_gradient_em_explores_under_the_models_priors_in_many_dimensions():
+    """Breast cancer (569 x 30, standardized), the builder model with K = 2: the
+    exploration's n = 5 components made singular covariances by maximum likelihood and
+    every restart failed; under the model's mean and covariance priors none does."""
+    import warnings
+
+    import sklearn.datasets
+
+    import numpyro_gmm as ngm
+
+    x = sklearn.datasets.load_breast_cancer().data
+    z = (x - x.mean(0)) / x.std(0)
+    model = ngm.models.gaussian_mixture(2, "full")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ngm.ConvergenceWarning)
+        result = ngm.fit(model, z, method="gradient_em", num_restarts=1, rng_key=0, max_iter=200)
+    exploration = result.fit.extras["exploration"]
+    assert not exploration.restarts.failed.any()
+    assert result.params["weights"].shape == (2,) and np.isfinite(result.objective)
