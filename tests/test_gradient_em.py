@@ -342,7 +342,7 @@ def test_gradient_em_explores_under_the_models_priors_in_many_dimensions():
     model = ngm.models.gaussian_mixture(2, "full")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ngm.ConvergenceWarning)
-        result = ngm.fit(model, z, method="gradient_em", num_restarts=1, rng_key=0, max_iter=200)
+        result = ngm.fit(model, z, method="gradient_em", num_restarts=1, rng_key=0, max_iter=30)
     exploration = result.fit.extras["exploration"]
     assert not exploration.restarts.failed.any()
     assert result.params["weights"].shape == (2,) and np.isfinite(result.objective)
