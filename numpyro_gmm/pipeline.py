@@ -51,7 +51,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from numpyro_gmm import timing
-from numpyro_gmm.errors import FitWarning
+from numpyro_gmm.errors import FitFailedError, FitWarning
 from numpyro_gmm.fit_result import FitResult, warn_about
 from numpyro_gmm.fitting import InitialValues, as_rng_key, fit_gaussian_mixture, log_joint
 from numpyro_gmm.kernels import biglearn_em, get_kernel
@@ -354,11 +354,11 @@ _GRADIENT_DEFAULTS = {
 def over_parameterize(job: Job, options: dict, run_next) -> FitResult:
     """Explore with ``n = ceil(3 m ln m)`` components, prune and merge, then polish.
 
-    The exploration is maximum likelihood (the setting of the theory), or MAP under the
-    model's priors of the means and covariances when it has them, from ``n`` random data
-    points; surplus components are expected to empty out, and the phase runs all
-    ``max_iter`` steps (surplus components keep moving after the objective settles). The
-    ``m'`` components found are merged or split to the model's ``m``
+    The exploration is maximum likelihood (the setting of the theory) from ``n`` random data
+    points, or, when every restart of that fails and the model has priors, MAP under its
+    priors of the means and covariances; surplus components are expected to empty out, and
+    the phase runs all ``max_iter`` steps (surplus components keep moving after the objective
+    settles). The ``m'`` components found are merged or split to the model's ``m``
     (:func:`~numpyro_gmm.overparameterized.to_n_components`; ``extras`` keeps ``m'`` and what
     was done) and polished by (MAP-)EM under ``job.prior`` (fixed covariances when
     ``learn_covariance=False``: EM for weights and means, the theory's model).
@@ -402,13 +402,20 @@ def over_parameterize(job: Job, options: dict, run_next) -> FitResult:
             n_components=n,
             init_params="random_from_data",
             initial=InitialValues(precisions_cholesky=fixed),
-            # The model's priors of the means and covariances, not of its m weights: with
-            # n > m components in many dimensions, maximum likelihood makes singular
-            # covariances (every restart failed on 30-D data with m = 2).
-            prior=None if job.prior is None else job.prior._replace(weight_concentration=None),
+            prior=None,
             tol=0.0,
         )
-        gradient_fit = run_next(explore, {**options, "learn_covariance": learn_covariance})
+        explore_options = {**options, "learn_covariance": learn_covariance}
+        try:
+            gradient_fit = run_next(explore, explore_options)
+        except FitFailedError:
+            if job.prior is None:
+                raise
+            # With n > m components in many dimensions maximum likelihood can make every
+            # covariance singular (30-D data, m = 2): explore again under the model's priors
+            # of the means and covariances (not of its m weights).
+            prior = job.prior._replace(weight_concentration=None)
+            gradient_fit = run_next(explore.with_(prior=prior), explore_options)
         weights, means, covariances, report = prune_and_merge(
             gradient_fit.params.weights,
             gradient_fit.params.means,
