@@ -358,17 +358,16 @@ def _with_block(means, covariances, block_means, block_covariances, mask):
     reference) can make it indefinite when the block shrinks.
     """
     maskf = mask.astype(covariances.dtype)
+    rest_f = 1.0 - maskf
     inside = maskf[:, None] * maskf[None, :]
-    outside = (1.0 - maskf)[:, None] * maskf[None, :]  # rows a, columns T
-    eye = jnp.eye(mask.shape[0], dtype=covariances.dtype)
-    # C_TT on the block, the identity elsewhere: its inverse is C_TT^-1 on the block.
-    embedded = covariances * inside + jnp.diag(1.0 - maskf)
-    coefficients = jnp.swapaxes(
-        jnp.linalg.solve(embedded, jnp.swapaxes(covariances * outside, -1, -2)), -1, -2
-    ) * maskf  # B on rows a, columns T; zero elsewhere
+    # C_TT on the block, the identity elsewhere: its inverse is C_TT^-1 on the block, so B
+    # is zero outside rows a, columns T.
+    embedded = covariances * inside + jnp.diag(rest_f)
+    outside = covariances * (rest_f[:, None] * maskf[None, :])  # C_aT
+    coefficients = jnp.swapaxes(jnp.linalg.solve(embedded, jnp.swapaxes(outside, -1, -2)), -1, -2)
     new_block = _symmetrize(block_covariances) * inside
     cross = coefficients @ new_block
-    rest = (eye - jnp.diag(maskf)) @ covariances @ (eye - jnp.diag(maskf))
+    rest = covariances * (rest_f[:, None] * rest_f[None, :])  # C_aa
     old_part = coefficients @ covariances @ jnp.swapaxes(coefficients, -1, -2)
     new_part = coefficients @ new_block @ jnp.swapaxes(coefficients, -1, -2)
     updated = new_block + cross + jnp.swapaxes(cross, -1, -2) + rest - old_part + new_part
