@@ -1,5 +1,5 @@
 """MAP inference for NumPyro mixture models: ``fit``, ``MAP`` and the algorithms ``EM``,
-``BigLearnEM`` and ``GradientEM``.
+``BigLearnEM``, ``GradientEM`` and ``SplitMergeEM``.
 
 ``EM(model)`` finds the MAP of the model's own log joint (constrained parameters, no
 Jacobian: the objective of NumPyro's ``log_density`` and of SVI with ``AutoDelta``):
@@ -49,7 +49,7 @@ from numpyro_gmm.validation import (
     working_dtype,
 )
 
-__all__ = ["EM", "BigLearnEM", "GradientEM", "MAP", "fit"]
+__all__ = ["EM", "BigLearnEM", "GradientEM", "SplitMergeEM", "MAP", "fit"]
 
 
 # Seeding of the component means for generalized EM (jitted once per shape).
@@ -553,8 +553,23 @@ class GradientEM(_ConjugateMethod):
     method = "gradient_em"
 
 
+class SplitMergeEM(_ConjugateMethod):
+    """MAP-EM under the model's priors, then a greedy split-merge search from the best restart.
+
+    Each round tries every mixture one move away (merge two overlapping components and split
+    a poorly fitted one, or give birth to a component at a poorly explained row) by a few EM
+    steps, finishes the best few and keeps a move only if it raises the log joint
+    (:mod:`numpyro_gmm.split_merge`, :func:`numpyro_gmm.pipeline.split_merge_search`).
+    ``result.fit.extras`` lists the ``moves`` kept. Options are those of the
+    ``"split_merge_em"`` method (:func:`numpyro_gmm.pipeline.method_options`).
+    """
+
+    method = "split_merge_em"
+
+
 class MAP:
-    """Run a MAP algorithm (``EM``, ``BigLearnEM``, ``GradientEM``) with vectorized restarts.
+    """Run a MAP algorithm (``EM``, ``BigLearnEM``, ``GradientEM``, ``SplitMergeEM``) with
+    vectorized restarts.
 
     Example
     -------
@@ -612,7 +627,12 @@ def bind_model(mixture: MixtureModel, args: tuple, kwargs: dict):
     return bind_arguments(mixture.model, args, kwargs, observed)
 
 
-_METHODS = {"em": EM, "biglearn_em": BigLearnEM, "gradient_em": GradientEM}
+_METHODS = {
+    "em": EM,
+    "biglearn_em": BigLearnEM,
+    "gradient_em": GradientEM,
+    "split_merge_em": SplitMergeEM,
+}
 
 
 def fit(
@@ -637,9 +657,10 @@ def fit(
         ``fit(model, x)``, ``fit(model, covariates, y)``, ``fit(model, 3, data=y)``. The data
         are the values the mixture site observes. A keyword that is not a parameter of the
         model but an option of ``method`` (below) is taken as that option.
-    method : {"em", "biglearn_em", "gradient_em"}
-        ``"em"`` handles any supported mixture model; the other two need a conjugate
-        Gaussian mixture (see :class:`BigLearnEM`, :class:`GradientEM`).
+    method : {"em", "biglearn_em", "gradient_em", "split_merge_em"}
+        ``"em"`` handles any supported mixture model; the others need a conjugate
+        Gaussian mixture (see :class:`BigLearnEM`, :class:`GradientEM`,
+        :class:`SplitMergeEM`).
     num_restarts : int
     rng_key : int or PRNGKey
     max_iter, tol : int, float

@@ -17,10 +17,15 @@ site             shape                               prior
 The priors are conjugate, so :func:`numpyro_gmm.fit` uses closed-form MAP M-steps for these
 models. **Default hyperparameters** are weakly informative and, like scikit-learn's
 ``BayesianGaussianMixture``, set from the data the model is called with (empirical Bayes):
-``mean_loc`` = the data mean, ``covariance_scale`` = ``0.1 *`` the diagonal of the data
-covariance (``variance_rate`` the same per feature, or its mean for spherical),
-``covariance_df = D + 2``, ``variance_concentration = 1``, ``mean_precision = 0.01`` and
-``weight_concentration = 1`` (a flat prior on the weights). To simulate without data
+``mean_loc`` = the data mean, ``covariance_scale`` = the data covariance divided by
+``K^(2/D)`` (the covariance of one of ``K`` equal clusters filling the data's ellipsoid),
+``covariance_df = D + 2`` and ``mean_precision = 0.01`` -- the default prior of Fraley and
+Raftery (2007), "Bayesian regularization for normal mixture estimation and model-based
+clustering" (mclust's ``priorControl()``) -- and for diag / spherical variances
+``variance_concentration = 1`` with ``variance_rate`` half that scale's diagonal (its mean for
+spherical), ``weight_concentration = 1`` (a flat prior on the weights). A constant column gets
+variance 1 in the scale, and the scale is shrunk by ``1e-3`` towards its diagonal so that it is
+positive definite for collinear data. To simulate without data
 (``x=None``), give ``mean_loc``, the scale (``covariance_scale`` or ``variance_rate``) and
 ``n_features``.
 """
@@ -68,9 +73,7 @@ class GaussianMixtureSpec(NamedTuple):
                 "Without data the model needs mean_loc, n_features and covariance_scale (full, "
                 "tied) or variance_rate (diag, spherical) to define its priors."
             )
-        # A constant column would give a degenerate (zero) prior scale: use 1 there.
-        spread = None if x is None else jnp.var(x, axis=0)
-        spread = None if spread is None else jnp.where(spread > 0, spread, 1.0)
+        spread = None if x is None else _column_spread(x)
         mean_loc = jnp.mean(x, axis=0) if self.mean_loc is None else jnp.asarray(self.mean_loc)
         hyper = {
             "weight_concentration": jnp.full(self.n_components, self.weight_concentration),
@@ -79,7 +82,7 @@ class GaussianMixtureSpec(NamedTuple):
         }
         if is_matrix_type(self.covariance_type):
             scale = (
-                jnp.diag(0.1 * spread)
+                _data_scatter(x) / _cluster_shrink(self.n_components, n_features)
                 if self.covariance_scale is None
                 else jnp.asarray(self.covariance_scale)
             )
@@ -87,9 +90,12 @@ class GaussianMixtureSpec(NamedTuple):
             hyper.update(covariance_df=jnp.asarray(df), covariance_scale=scale)
         else:
             if self.variance_rate is None:
+                # Half the scale: an Inverse-Wishart's one-dimensional marginal has rate
+                # scale / 2.
+                half_scale = 0.5 * spread / _cluster_shrink(self.n_components, n_features)
                 default_rate = dispatch(
                     self.covariance_type,
-                    {"diag": lambda: 0.1 * spread, "spherical": lambda: 0.1 * jnp.mean(spread)},
+                    {"diag": lambda: half_scale, "spherical": lambda: jnp.mean(half_scale)},
                 )
                 rate = default_rate()
             else:
@@ -99,6 +105,30 @@ class GaussianMixtureSpec(NamedTuple):
                 variance_rate=rate,
             )
         return hyper
+
+
+#: Weight of the diagonal in the default prior scale: keeps it positive definite when the
+#: data's covariance is singular (collinear columns, fewer rows than columns).
+_DIAGONAL_SHRINKAGE = 1e-3
+
+
+def _column_spread(x):
+    """Each column's variance, 1 for a constant column (a zero prior scale is degenerate)."""
+    spread = jnp.var(x, axis=0)
+    return jnp.where(spread > 0, spread, 1.0)
+
+
+def _data_scatter(x):
+    """The data's covariance with constant columns at 1, shrunk slightly to its diagonal."""
+    spread = _column_spread(x)
+    covariance = jnp.atleast_2d(jnp.cov(x, rowvar=False, bias=True))
+    covariance = covariance + jnp.diag(spread - jnp.diagonal(covariance))
+    return (1 - _DIAGONAL_SHRINKAGE) * covariance + _DIAGONAL_SHRINKAGE * jnp.diag(spread)
+
+
+def _cluster_shrink(n_components: int, n_features: int) -> float:
+    """``K^(2/D)``: the data's covariance over this is the size of one of K equal clusters."""
+    return float(n_components) ** (2.0 / n_features)
 
 
 def _finite_array(value, name: str) -> np.ndarray:
@@ -286,9 +316,10 @@ def gaussian_mixture(
         ``kappa0``: the means are ``Normal(mean_loc, Sigma_k / kappa0)``.
     covariance_df, covariance_scale : float, array-like (D, D), optional
         Inverse-Wishart prior of full / tied covariances (defaults ``D + 2`` and
-        ``0.1 * diag(var(x))``).
+        ``cov(x) / K^(2/D)``, Fraley and Raftery's).
     variance_concentration, variance_rate : float, array-like, optional
-        Inverse-Gamma prior of diag / spherical variances (defaults 1 and ``0.1 * var(x)``).
+        Inverse-Gamma prior of diag / spherical variances (defaults 1 and
+        ``var(x) / (2 K^(2/D))``, averaged over features for spherical).
     n_features : int, optional
         Needed only to simulate without data.
 

@@ -27,7 +27,8 @@ from scipy.sparse import csr_array
 from scipy.sparse.csgraph import connected_components
 
 from numpyro_gmm._types import CovarianceType
-from numpyro_gmm.mixture.covariance import dispatch, expand_to_full
+from numpyro_gmm.component_moves import from_full, moment_match, split_along_principal_axis
+from numpyro_gmm.mixture.covariance import expand_to_full
 
 __all__ = [
     "DEFAULT_MERGE_SCALE",
@@ -110,35 +111,11 @@ class MergeReport:
         return "\n".join(lines)
 
 
-def _moment_match(weights, means, full) -> tuple[float, np.ndarray, np.ndarray]:
-    """Weight, mean and covariance of a sub-mixture (its first two moments)."""
-    total = weights.sum()
-    mean = weights @ means / total
-    offsets = means - mean
-    spread = np.einsum("k,kd,ke->de", weights, offsets, offsets)
-    return total, mean, (np.einsum("k,kde->de", weights, full) + spread) / total
-
-
-def _from_full(full: np.ndarray, covariance_type: CovarianceType, tied: np.ndarray) -> np.ndarray:
-    """Full ``(K, D, D)`` covariances as ``covariance_type`` stores them (``tied`` keeps the
-    shared matrix: it cannot hold a per-component spread)."""
-    d = full.shape[-1]
-    return dispatch(
-        covariance_type,
-        {
-            "full": lambda: full,
-            "tied": lambda: tied.copy(),
-            "diag": lambda: np.diagonal(full, axis1=-2, axis2=-1).copy(),
-            "spherical": lambda: np.trace(full, axis1=-2, axis2=-1) / d,
-        },
-    )()
-
-
 def _merge_cost(weights, means, full, i: int, j: int) -> float:
     """Runnalls' upper bound on the KL divergence that merging components i and j costs:
     ``((w_i + w_j) log|S_ij| - w_i log|S_i| - w_j log|S_j|) / 2``."""
     pair = [i, j]
-    total, _, merged = _moment_match(weights[pair], means[pair], full[pair])
+    total, _, merged = moment_match(weights[pair], means[pair], full[pair])
     log_det = [np.linalg.slogdet(m)[1] for m in (merged, full[i], full[j])]
     return 0.5 * (total * log_det[0] - weights[i] * log_det[1] - weights[j] * log_det[2])
 
@@ -170,25 +147,20 @@ def to_n_components(
     while weights.size > n_components:
         pairs = [(i, j) for i in range(weights.size) for j in range(i + 1, weights.size)]
         i, j = min(pairs, key=lambda pair: _merge_cost(weights, means, full, *pair))
-        w, mu, sigma = _moment_match(weights[[i, j]], means[[i, j]], full[[i, j]])
+        w, mu, sigma = moment_match(weights[[i, j]], means[[i, j]], full[[i, j]])
         changes.append(f"merged components {i} and {j}")
         keep = np.setdiff1d(np.arange(weights.size), [j])
         weights[i], means[i], full[i] = w, mu, sigma
         weights, means, full = weights[keep], means[keep], full[keep]
     while weights.size < n_components:
-        eigenvalues, eigenvectors = np.linalg.eigh(full)
-        k = int(np.argmax(weights * eigenvalues[:, -1]))
-        lam, v = eigenvalues[k, -1], eigenvectors[k, :, -1]
-        offset = 0.5 * np.sqrt(max(lam, 0.0)) * v
-        child = full[k] - 0.25 * lam * np.outer(v, v)
+        k = int(np.argmax(weights * np.linalg.eigvalsh(full)[:, -1]))
+        half, first, second, child = split_along_principal_axis(weights[k], means[k], full[k])
         changes.append(f"split component {k} along its principal axis")
-        weights = np.append(weights, weights[k] / 2)
-        weights[k] /= 2
-        means = np.vstack([means, means[k] + offset])
-        means[k] = means[k] - offset
+        weights[k], means[k], full[k] = half, first, child
+        weights = np.append(weights, half)
+        means = np.vstack([means, second])
         full = np.concatenate([full, child[None]])
-        full[k] = child
-    return weights, means, _from_full(full, covariance_type, tied), changes
+    return weights, means, from_full(full, covariance_type, tied), changes
 
 
 def _component_scales(covariances_full: np.ndarray) -> np.ndarray:
@@ -310,13 +282,13 @@ def prune_and_merge(
     assignment = np.full(n, -1)
     for new_index, g in enumerate(order):
         members = kept[labels == g]
-        out_weights[new_index], out_means[new_index], out_full[new_index] = _moment_match(
+        out_weights[new_index], out_means[new_index], out_full[new_index] = moment_match(
             weights[members], means[members], full[members]
         )
         groups.append(sorted(members.tolist()))
         assignment[members] = new_index
     out_weights /= out_weights.sum()
-    out_covariances = _from_full(out_full, covariance_type, np.asarray(covariances, float))
+    out_covariances = from_full(out_full, covariance_type, np.asarray(covariances, float))
     report = MergeReport(
         n_components_found=n_groups,
         groups=groups,

@@ -22,6 +22,11 @@ method                    stages
                           is our choice (its random rotations mix coordinates, so it is not
                           affine-equivariant; ``standardize=False`` turns it off; the result is
                           mapped back exactly).
+``"split_merge_em"``      (MAP-)EM as ``"em"`` -> a greedy search over split, merge and birth
+                          moves from the best restart (:func:`split_merge_search`): every
+                          candidate one move away gets ``screen_iter`` EM steps, the best
+                          ``n_finish`` run to convergence, and a move is kept only when it raises
+                          the log joint by more than ``tol`` per row.
 ``"gradient_em"``         over-parameterize -> gradient EM with ``n = ceil(3 m ln m)``
                           components from random data points for ``max_iter`` steps -> prune
                           and merge back to ``m'`` components
@@ -50,7 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from numpyro_gmm import timing
+from numpyro_gmm import split_merge, timing
 from numpyro_gmm.errors import FitFailedError, FitWarning
 from numpyro_gmm.fit_result import FitResult, warn_about
 from numpyro_gmm.fitting import InitialValues, as_rng_key, fit_gaussian_mixture, log_joint
@@ -367,8 +372,7 @@ def over_parameterize(job: Job, options: dict, run_next) -> FitResult:
     settings.update({name: options.pop(name) for name in list(options) if name in settings})
     learn_covariance = bool(settings["learn_covariance"])
     m = job.n_components
-    x = job.x
-    host = np.asarray(x.array[: x.n_samples] if hasattr(x, "array") else x)
+    host = _host_rows(job.x)
     n_features = host.shape[1]
     variance = settings["initial_variance"]
     if variance is None:
@@ -464,6 +468,127 @@ def over_parameterize(job: Job, options: dict, run_next) -> FitResult:
     return result.replace(extras={**extras, "learn_covariance": learn_covariance})
 
 
+def _host_rows(x: Any) -> np.ndarray:
+    """The data as a host array (from a device array or row-sharded rows)."""
+    return np.asarray(x.array[: x.n_samples] if hasattr(x, "array") else x)
+
+
+_SPLIT_MERGE_DEFAULTS = {
+    "max_rounds": 20,
+    "n_merges": 10,
+    "n_splits": 4,
+    "n_births": 5,
+    "screen_iter": 20,
+    "n_finish": 3,
+}
+
+
+def _birth_covariance(prior: GaussianMixturePrior | None, n_features: int) -> np.ndarray | None:
+    """The MAP covariance of a component holding one row at its mean under the covariance
+    prior (``Psi0 / (1 + nu0 + D + 2)``, or ``2 b / (1 + 2 a + 2)`` per variance), or
+    ``None`` without one (maximum likelihood: a one-row component is a singularity)."""
+    if prior is None:
+        return None
+    if prior.covariance_scale is not None:
+        df = float(np.asarray(prior.covariance_df))
+        return np.asarray(prior.covariance_scale, float) / (1.0 + df + n_features + 2.0)
+    if prior.variance_rate is not None:
+        # Inverse-Gamma(a, b) per variance: the mode with one row is 2 b / (1 + 2 a + 2).
+        a = float(np.asarray(prior.variance_concentration))
+        rate = np.broadcast_to(np.asarray(prior.variance_rate, float), (n_features,))
+        return np.diag(2.0 * rate / (1.0 + 2.0 * a + 2.0))
+    return None
+
+
+def split_merge_search(job: Job, options: dict, run_next) -> FitResult:
+    """EM, then a greedy search over split, merge and birth moves (:mod:`~numpyro_gmm.split_merge`).
+
+    Each round builds every candidate one move away from the current mixture, runs
+    ``screen_iter`` EM steps from each, runs the ``n_finish`` best of those to convergence,
+    and moves to the best result if it raises the per-row log joint by more than ``tol``;
+    the search stops when no candidate does, or after ``max_rounds`` rounds. Under maximum
+    likelihood a candidate whose fit leaves a component fewer than ``D + 1`` rows is refused
+    (its likelihood grows without bound as the component collapses).
+    """
+    settings = {**_SPLIT_MERGE_DEFAULTS}
+    settings.update({name: options.pop(name) for name in list(options) if name in settings})
+    start = run_next(job, options)
+    host = _host_rows(job.x)
+    n_samples, n_features = host.shape
+    birth_covariance = _birth_covariance(job.prior, n_features)
+    if job.n_components < 2:
+        return start.replace(extras={**start.extras, "search_rounds": 0, "moves": []})
+    covariance_type = job.covariance_type
+    current, moves, rounds, tried = start, [], 0, 0
+
+    def acceptable(result: FitResult | None) -> bool:
+        if result is None or not np.isfinite(result.objective):
+            return False
+        return birth_covariance is not None or result.counts.min() >= n_features + 1
+
+    def run_from(initial: InitialValues, max_iter: int) -> FitResult | None:
+        """EM from one candidate; ``None`` when a covariance collapses on the way."""
+        try:
+            return _engine(
+                job.with_(
+                    num_restarts=1, initial=initial, max_iter=max_iter, previous_objective=None
+                ),
+                "em",
+                {},
+            )
+        except FitFailedError:
+            return None
+
+    while rounds < int(settings["max_rounds"]):
+        rounds += 1
+        candidates = split_merge.candidate_moves(
+            host,
+            current.params,
+            current.covariances,
+            covariance_type,
+            n_merges=int(settings["n_merges"]),
+            n_splits=int(settings["n_splits"]),
+            n_births=int(settings["n_births"]),
+            birth_covariance=birth_covariance,
+        )
+        screened = []
+        for candidate in candidates:
+            initial = InitialValues(
+                candidate.weights.astype(host.dtype),
+                candidate.means.astype(host.dtype),
+                split_merge.precisions_of(candidate, covariance_type, host.dtype),
+            )
+            result = run_from(initial, int(settings["screen_iter"]))
+            if acceptable(result):
+                screened.append((result.objective, candidate.move, result))
+        tried += len(candidates)
+        screened.sort(key=lambda item: -item[0])
+        best, best_move = None, None
+        for _, move, result in screened[: int(settings["n_finish"])]:
+            finished = run_from(InitialValues(*result.params), job.max_iter)
+            if acceptable(finished) and (best is None or finished.objective > best.objective):
+                best, best_move = finished, move
+        if best is None or (best.objective - current.objective) / n_samples <= job.tol:
+            break
+        current = best
+        moves.append(best_move)
+    restarts = start.restarts
+    converged = restarts.converged.copy()
+    converged[start.best_restart] = current.converged
+    return current.replace(
+        restarts=restarts._replace(converged=converged),
+        best_restart=start.best_restart,
+        trace=start.trace,
+        extras={
+            **start.extras,
+            "search_rounds": rounds,
+            "moves": moves,
+            "candidates_tried": tried,
+            "objective_before_search": float(start.objective),
+        },
+    )
+
+
 def _polished_best(exploration: FitResult, polished: FitResult) -> FitResult:
     """The exploration's restarts, the chosen one carrying its polish.
 
@@ -508,6 +633,7 @@ RECIPES: dict[str, tuple[Stage, ...]] = {
     "em": (run_kernel("em"),),
     "biglearn_em": (full_in_one_dimension, standardize, run_biglearn),
     "gradient_em": (over_parameterize, run_kernel("gradient_em")),
+    "split_merge_em": (split_merge_search, run_kernel("em")),
 }
 METHODS: tuple[str, ...] = tuple(RECIPES)
 
@@ -528,6 +654,8 @@ def method_options(method: str) -> dict[str, Any]:
         kernel.pop("mean_update", None)
         kernel.pop("learn_covariance", None)
         return {**_GRADIENT_DEFAULTS, **kernel}
+    if method == "split_merge_em":
+        return dict(_SPLIT_MERGE_DEFAULTS)
     raise ValueError(f"Unknown method {method!r}; use one of {METHODS}.")
 
 

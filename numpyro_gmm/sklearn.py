@@ -117,7 +117,7 @@ class GaussianMixture(*_ESTIMATOR_BASES):
     verbose_interval : int or numpyro_gmm.progress.Every, default=10
         Iterations between progress lines; ``Every(seconds=1.0)`` prints them by elapsed
         time instead (about one a second, whatever the time per iteration).
-    method : {"em", "biglearn_em", "gradient_em"}, default="em"
+    method : {"em", "biglearn_em", "gradient_em", "split_merge_em"}, default="em"
         Training algorithm (see :mod:`numpyro_gmm.pipeline`). ``"gradient_em"`` fits
         ``ceil(3 m ln m)`` components, prunes and merges them to the ``m'`` it finds
         (``n_components_found_``), then merges or splits those to ``n_components``. Its
@@ -125,6 +125,9 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         keeps them at the identity, the setting of its theory, which depends on the data's
         units). ``"biglearn_em"`` fits full covariances, and diag or spherical ones with a
         single feature (its rotated matchings keep no other structure).
+        ``"split_merge_em"`` runs EM, then a greedy search from the best restart over
+        split, merge and (under a covariance prior) birth moves, keeping a move only when it
+        raises the objective; ``fit_result_.extras["moves"]`` lists the moves kept.
     method_options : dict, optional
         Options of the method (e.g. BigLearn-EM's ``p_joint``, ``weight_smoothing``,
         ``eigenvalue_floor``, ``polish_iter``; gradient EM's ``step_size``,

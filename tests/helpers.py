@@ -62,3 +62,9 @@ def lognormal_scales_model(y):
         numpyro.sample(
             "y", dist.MixtureSameFamily(dist.Categorical(weights), dist.Normal(loc, scale)), obs=y
         )
+
+
+def zscore(x) -> np.ndarray:
+    """Every column centred and scaled to unit variance (the benchmarks' standardization)."""
+    x = np.asarray(x, float)
+    return (x - x.mean(axis=0)) / x.std(axis=0)

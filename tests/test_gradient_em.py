@@ -13,7 +13,7 @@ from numpyro_gmm.mixture.params import GMMParams, precisions_cholesky_from_covar
 from numpyro_gmm.overparameterized import default_n_components, prune_and_merge
 from numpyro_gmm.pipeline import fit_mixture
 
-from helpers import match_components
+from helpers import match_components, zscore
 
 
 def _tolerance(dtype):
@@ -337,8 +337,7 @@ def test_gradient_em_explores_under_the_models_priors_in_many_dimensions():
 
     import numpyro_gmm as ngm
 
-    x = sklearn.datasets.load_breast_cancer().data
-    z = (x - x.mean(0)) / x.std(0)
+    z = zscore(sklearn.datasets.load_breast_cancer().data)
     model = ngm.models.gaussian_mixture(2, "full")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ngm.ConvergenceWarning)

@@ -293,10 +293,11 @@ def check_constant_column(fit, entry, method, **_):
         # Gradient EM: a small learned variance, not its unit starting value.
         assert (variance < 1e-3).all(), variance
     elif entry == "builder":
-        # MAP: the prior scale of a constant feature is 0.1 (models.py), so the joint mode of
-        # the Normal-Inverse-Wishart posterior is 0.1 / (N_k + nu0 + D + 2), nu0 = D + 2.
+        # MAP: a constant feature has variance 1 in the prior scale cov(x) / K^(2/D) (K = D = 2,
+        # models.py), so the joint mode of the Normal-Inverse-Wishart posterior is
+        # 0.5 / (N_k + nu0 + D + 2), nu0 = D + 2.
         n_k = fit.weights * len(BASE)
-        np.testing.assert_allclose(variance, 0.1 / (n_k + 8) + REG_COVAR, rtol=2e-3)
+        np.testing.assert_allclose(variance, 0.5 / (n_k + 8) + REG_COVAR, rtol=2e-3)
     else:
         # A user's model without a variance floor: its MAP has a vanishing scale on the
         # constant feature (finite, documented in docs/INPUTS.md); a component of a point or
@@ -366,9 +367,11 @@ def check_one_component(fit, entry, method, **_):
         expected = covariance + REG_COVAR * np.eye(2)
     elif entry == "builder":
         # MAP of one Normal-Inverse-Wishart component with m0 = mean(x): the joint mode
-        # (Psi0 + N S) / (nu0 + N + D + 2), Psi0 = 0.1 diag(var x), nu0 = D + 2.
+        # (Psi0 + N S) / (nu0 + N + D + 2), nu0 = D + 2, Psi0 = cov(x) / K^(2/D) shrunk by 1e-3
+        # towards its diagonal (K = 1).
         n = len(x)
-        expected = (0.1 * np.diag(x.var(axis=0)) + n * covariance) / (n + 8) + REG_COVAR
+        prior_scale = (1 - 1e-3) * covariance + 1e-3 * np.diag(np.diag(covariance))
+        expected = (prior_scale + n * covariance) / (n + 8) + REG_COVAR
     else:
         expected = np.diag(np.diag(covariance))  # diagonal model, weak priors
         np.testing.assert_allclose(fit.variances[0], np.diag(expected), rtol=5e-2)

@@ -44,7 +44,8 @@ x, _, _ = make_mixture_data(np.random.default_rng(0), n_samples=301, n_features=
                             n_components=K, separation=5.0)
 SETTINGS = {"em": dict(max_iter=500, tol=1e-10),
             "biglearn_em": dict(max_iter=20, tol=1e-10),
-            "gradient_em": dict(max_iter=60, tol=1e-10)}
+            "gradient_em": dict(max_iter=60, tol=1e-10),
+            "split_merge_em": dict(max_iter=500, tol=1e-10)}
 model = ngm.models.gaussian_mixture(K, "full")
 prior = match_conjugate(read_model(model, x)).prior
 rows = []
@@ -72,7 +73,7 @@ def facade(method, group, devices=None, **extra):
         gm.restart_objectives_)
     return gm
 
-for method in ("em", "biglearn_em", "gradient_em"):
+for method in SETTINGS:
     for group in ("ml", "map"):
         facade(method, group)
         facade(method, group, devices=8)

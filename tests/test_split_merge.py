@@ -1,0 +1,135 @@
+"""The split-merge search (method "split_merge_em"): its moves and its escapes."""
+
+import warnings
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.infer.util import log_density
+
+import numpyro_gmm as ngm
+from numpyro_gmm.component_moves import moment_match, split_along_principal_axis
+from numpyro_gmm.fitting import InitialValues, log_joint
+from numpyro_gmm.mixture.covariance import expand_to_full
+from numpyro_gmm.mixture.params import precisions_cholesky_from_covariances
+from numpyro_gmm.pipeline import fit_mixture
+from numpyro_gmm.split_merge import candidate_moves
+
+CENTRES = np.array([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0]])
+
+
+def _three_clusters(seed=0, per_cluster=150):
+    rng = np.random.default_rng(seed)
+    return np.concatenate([c + rng.normal(size=(per_cluster, 2)) for c in CENTRES])
+
+
+def _initial(weights, means, covariances, covariance_type="full"):
+    factors = precisions_cholesky_from_covariances(jnp.asarray(covariances), covariance_type)
+    return InitialValues(np.asarray(weights), np.asarray(means), np.asarray(factors))
+
+
+# Two components share the first cluster, one covers the other two: an EM fixed point.
+BAD_START = (
+    np.array([1 / 6, 1 / 6, 2 / 3]),
+    np.array([[-0.5, 0.0], [0.5, 0.0], [4.0, 4.0]]),
+    np.array([np.eye(2) * 0.8, np.eye(2) * 0.8, np.array([[17.0, -15.0], [-15.0, 17.0]])]),
+)
+
+
+def test_a_split_keeps_the_components_first_two_moments():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(3, 3))
+    covariance = a @ a.T + np.eye(3)
+    mean = rng.normal(size=3)
+    half, first, second, child = split_along_principal_axis(0.4, mean, covariance)
+    weight, merged_mean, merged = moment_match(
+        np.array([half, half]), np.stack([first, second]), np.stack([child, child])
+    )
+    np.testing.assert_allclose(weight, 0.4)
+    np.testing.assert_allclose(merged_mean, mean, atol=1e-12)
+    np.testing.assert_allclose(merged, covariance, atol=1e-12)
+    assert np.linalg.eigvalsh(child).min() > 0
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_every_candidate_is_a_valid_mixture_of_the_same_size(covariance_type):
+    x = _three_clusters()
+    fit = fit_mixture(jnp.asarray(x), 3, covariance_type=covariance_type, rng_key=0, max_iter=50)
+    birth = np.eye(2) * 0.05
+    candidates = candidate_moves(
+        x,
+        fit.params,
+        fit.covariances,
+        covariance_type,
+        n_merges=10,
+        n_splits=4,
+        n_births=2,
+        birth_covariance=birth,
+    )
+    # 3 pairs x (3 splits + 2 births)
+    assert len(candidates) == 15
+    for candidate in candidates:
+        np.testing.assert_allclose(candidate.weights.sum(), 1.0, rtol=1e-6)  # float32 fit
+        assert (candidate.weights > 0).all() and candidate.means.shape == (3, 2)
+        assert candidate.covariances.shape == fit.covariances.shape
+        full = expand_to_full(candidate.covariances, covariance_type, 3, 2)
+        assert np.linalg.eigvalsh(full).min() > 0
+    births = [c for c in candidates if "birth" in c.move]
+    assert len(births) == 6
+    if covariance_type == "full":
+        # The newborn sits on a row with the given covariance.
+        newborn = births[0]
+        slot = int(newborn.move.split("+")[1].split(",")[0])
+        assert any(np.allclose(newborn.means[slot], row) for row in x)
+        np.testing.assert_allclose(newborn.covariances[slot], birth)
+
+
+def test_the_search_escapes_two_on_one_and_one_on_two(dtype):
+    """From the bad fixed point, plain EM stays; the search reaches the three clusters."""
+    x = jnp.asarray(_three_clusters(), dtype)
+    start = _initial(*(np.asarray(v, dtype) for v in BAD_START))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ngm.ConvergenceWarning)
+        stuck = fit_mixture(x, 3, initial=start, max_iter=200, tol=1e-8)
+        found = fit_mixture(x, 3, method="split_merge_em", initial=start, max_iter=200, tol=1e-8)
+    truth_start = ([1 / 3] * 3, CENTRES, np.stack([np.eye(2)] * 3))
+    truth = fit_mixture(
+        x, 3, initial=_initial(*(np.asarray(v, dtype) for v in truth_start)), tol=1e-8
+    )
+    rel = 1e-5 if dtype == np.float32 else 1e-9
+    assert found.extras["moves"], "no move was kept"
+    assert found.extras["objective_before_search"] == pytest.approx(stuck.objective, rel=rel)
+    assert found.objective > stuck.objective + 100.0
+    assert found.objective == pytest.approx(truth.objective, rel=rel)
+    order = np.argsort(found.params.means[:, 0] + 2 * found.params.means[:, 1])
+    np.testing.assert_allclose(found.params.means[order], CENTRES, atol=0.3)
+    # The reported objective is the returned parameters' log joint.
+    assert found.objective == pytest.approx(log_joint(x, found.params, "full"), rel=rel)
+
+
+def test_without_a_prior_no_component_is_left_on_too_few_rows():
+    """Maximum likelihood: no births, and no fit keeps a component on fewer than D + 1
+    rows (a near-singular component has an unbounded likelihood)."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([_three_clusters(3), rng.normal(scale=20.0, size=(3, 2))])
+    result = fit_mixture(jnp.asarray(x), 3, method="split_merge_em", rng_key=0, max_iter=200)
+    assert result.counts.min() >= 3
+    assert not any("birth" in move for move in result.extras["moves"])
+    assert result.objective >= result.extras["objective_before_search"]
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_the_builder_models_map_by_search_is_its_log_joint(covariance_type):
+    """The search starts from the EM fit of the same key and only keeps improvements; its
+    objective is the NumPyro model's own log density at the returned sites."""
+    x = _three_clusters(per_cluster=60)
+    model = ngm.models.gaussian_mixture(3, covariance_type)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ngm.ConvergenceWarning)
+        result = ngm.fit(model, x, method="split_merge_em", rng_key=0)
+        plain = ngm.fit(model, x, method="em", rng_key=0)
+    assert result.fit.method == "split_merge_em"
+    assert result.fit.extras["objective_before_search"] == pytest.approx(plain.objective, rel=1e-6)
+    assert result.objective >= plain.objective - 1e-6 * abs(plain.objective)
+    expected = float(log_density(model, (x,), {}, result.params)[0])
+    assert result.objective == pytest.approx(expected, rel=2e-5)
