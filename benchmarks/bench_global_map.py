@@ -10,7 +10,8 @@ MAP exists on every set (no likelihood singularity on repeated rows).
    ``--pool`` restarts, 200 by default) and every single call below.
 2. Each method called as a user calls it, ``ngm.fit(model, z, method=..., num_restarts=1,
    rng_key=seed)`` with its defaults, for ``--seeds`` seeds: ``em`` (k-means++ start),
-   ``em_kmeans`` (k-means start, scikit-learn's default), ``gradient_em``, ``biglearn_em``.
+   ``em_kmeans`` (k-means start, scikit-learn's default), ``gradient_em``, ``biglearn_em``,
+   ``split_merge_em``.
    Per method: the probability that one call reaches the best-known MAP (within ``1e-3``
    nats per point), the median gap to it (nats per point), and the median wall time of a
    call after compilation (a warm-up call of the same shapes runs first).
@@ -51,7 +52,7 @@ from harness import ensure_importable, finish, script_parser  # noqa: E402
 ensure_importable()
 
 DATA = Path(__file__).resolve().parent / "data"
-METHODS = ("em", "em_kmeans", "gradient_em", "biglearn_em")
+METHODS = ("em", "em_kmeans", "gradient_em", "biglearn_em", "split_merge_em")
 REACH = 1e-3  # nats per point
 
 
@@ -214,7 +215,95 @@ def run_dataset(name: str, pool_size: int, seeds: list[int], methods: tuple[str,
     }
 
 
+#: Methods of the simulations (scikit-learn facade, all defaults); em is k-means started.
+SIMULATION_METHODS = ("em", "gradient_em", "biglearn_em", "split_merge_em")
+
+
+def _facade_fit(x, n_components: int, method: str, seed: int, **settings):
+    import numpyro_gmm as ngm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ngm.GaussianMixture(n_components, method=method, random_state=seed, **settings).fit(
+            x
+        )
+
+
+def run_grid(seeds: list[int], methods: tuple[str, ...]) -> dict:
+    """The 25-component grid of ALGORITHMS.md (2000 training rows, test KL on 10000 rows),
+    each method called with all its defaults."""
+    import repro_biglearn_grid as grid
+
+    kl = {method: [] for method in methods}
+    seconds = {method: [] for method in methods}
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        train = grid.sample_truth(rng, 2000)
+        test = grid.sample_truth(rng, 10_000)
+        log_true = grid.true_log_pdf(test)
+        for method in methods:
+            started = time.perf_counter()
+            fitted = _facade_fit(train, grid.N_COMPONENTS, method, seed)
+            seconds[method].append(time.perf_counter() - started)
+            kl[method].append(float(np.mean(log_true - fitted.score_samples(test))))
+    return {
+        method: {
+            "kl": kl[method],
+            "mean_kl": float(np.mean(kl[method])),
+            "max_kl": float(np.max(kl[method])),
+            "median_seconds": float(np.median(seconds[method])),
+        }
+        for method in methods
+    }
+
+
+def run_recovery(seeds: list[int], methods: tuple[str, ...], m: int = 20) -> dict:
+    """Recovery of all ``m`` means in 2-D (spherical, 200 rows per component, minimum
+    separation 4 sqrt(2): repro_overparameterized's data), one call per seed (BigLearn-EM
+    with full covariances, the only type it fits in 2-D)."""
+    import repro_overparameterized as recovery
+
+    found = {method: [] for method in methods}
+    seconds = {method: [] for method in methods}
+    d = 2
+    tolerance = recovery.SEPARATION * np.sqrt(d) / 4
+    for seed in seeds:
+        x, means, _ = recovery.make_data(seed, m, d, 200)
+        for method in methods:
+            started = time.perf_counter()
+            # BigLearn-EM's rotated matchings need full covariances.
+            covariance_type = "full" if method == "biglearn_em" else "spherical"
+            fitted = _facade_fit(x, m, method, seed, covariance_type=covariance_type)
+            seconds[method].append(time.perf_counter() - started)
+            found[method].append(recovery.recovered(fitted.means_, means, tolerance))
+    return {
+        method: {
+            "recovered": found[method],
+            "rate": float(np.mean(found[method])),
+            "median_seconds": float(np.median(seconds[method])),
+        }
+        for method in methods
+    }
+
+
+def print_simulations(simulations: dict) -> None:
+    grid = simulations["grid"]
+    print(f"grid (25 components), seeds {simulations['seeds']['grid']}:")
+    for method, row in grid.items():
+        print(
+            f"  {method:>15} mean KL {row['mean_kl']:.4f}  max {row['max_kl']:.4f}  "
+            f"{row['median_seconds']:.2f} s/call"
+        )
+    print(
+        f"recovery (m={simulations['recovery_m']}, D=2), seeds {simulations['seeds']['recovery']}:"
+    )
+    for method, row in simulations["recovery"].items():
+        print(f"  {method:>15} recovered {row['rate']:.2f}  {row['median_seconds']:.2f} s/call")
+
+
 def print_table(report: dict) -> None:
+    if "simulations" in report:
+        print_simulations(report["simulations"])
     print(
         f"{'data set':>14} {'N':>5} {'D':>3} {'K':>3} {'method':>12} {'P(reach)':>9} "
         f"{'gap/pt':>9} {'s/call':>7} | {'EM r':>5} {'P(EM,r)':>8} {'EM gap':>9}"
@@ -243,7 +332,13 @@ def plot_report(report: dict, path: Path) -> None:
     columns = 4
     rows = math.ceil(len(names) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False)
-    markers = {"em": "o", "em_kmeans": "s", "gradient_em": "^", "biglearn_em": "D"}
+    markers = {
+        "em": "o",
+        "em_kmeans": "s",
+        "gradient_em": "^",
+        "biglearn_em": "D",
+        "split_merge_em": "P",
+    }
     for ax, name in zip(axes.flat, names, strict=False):  # more panels than sets
         result = report["datasets"][name]
         pool = result["pool"]
@@ -282,9 +377,24 @@ def main(argv=None) -> int:
     parser = script_parser(__doc__, "one small set, a pool of 8 and one seed (CI)")
     parser.add_argument("--datasets", help="comma-separated (default: all)")
     parser.add_argument("--seeds", type=int, default=10, help="single calls per method")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=100,
+        help="seeds are first-seed, first-seed + 1, ... (0-99 are the tuning seeds)",
+    )
     parser.add_argument("--pool", type=int, default=200, help="plain-EM restarts in the pool")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--figure", type=Path, help="write the figure here")
+    parser.add_argument(
+        "--part",
+        choices=("all", "real", "simulations"),
+        default="all",
+        help="the real data sets, the grid and recovery simulations, or both",
+    )
+    parser.add_argument(
+        "--simulation-seeds", type=int, default=20, help="seeds of the grid and the recovery"
+    )
     parser.add_argument("--from-json", type=Path, help="only redraw the figure of a report")
     args = parser.parse_args(argv)
     if args.from_json:
@@ -298,14 +408,30 @@ def main(argv=None) -> int:
     unknown = sorted(set(names) - set(DATASETS))
     if unknown:
         parser.error(f"unknown data sets {unknown}; known: {', '.join(DATASETS)}")
-    seeds = list(range(1 if args.smoke else args.seeds))
+    seeds = [args.first_seed + i for i in range(1 if args.smoke else args.seeds)]
     pool = 8 if args.smoke else args.pool
     methods = tuple(args.methods.split(","))
     report = {"reach_nats_per_point": REACH, "pool": pool, "seeds": seeds, "datasets": {}}
+    if args.part in ("all", "simulations"):
+        count = 1 if args.smoke else args.simulation_seeds
+        simulation_methods = ("em", "split_merge_em") if args.smoke else SIMULATION_METHODS
+        # Seeds never used to choose a setting: grid 100..., recovery 1000...
+        grid_seeds = [100 + i for i in range(count)]
+        recovery_seeds = [1000 + i for i in range(count)]
+        recovery_m = 5 if args.smoke else 20
+        print("simulations ...", flush=True)
+        report["simulations"] = {
+            "seeds": {"grid": grid_seeds, "recovery": recovery_seeds},
+            "recovery_m": recovery_m,
+            "grid": run_grid(grid_seeds, simulation_methods),
+            "recovery": run_recovery(recovery_seeds, simulation_methods, recovery_m),
+        }
+    if args.part == "simulations":
+        names = ()
     for name in names:
         print(f"{name} ...", flush=True)
         report["datasets"][name] = run_dataset(name, pool, seeds, methods)
-    if args.figure:
+    if args.figure and report["datasets"]:
         plot_report(report, args.figure)
     return finish(report, args.json, print_table)
 

@@ -32,7 +32,7 @@ from numpyro_gmm.errors import EmptyComponentWarning
 from numpyro_gmm.kernels.biglearn_em import build_kernel as biglearn_kernel
 
 FULL = os.environ.get("NUMPYRO_GMM_FULL") == "1"
-METHODS = ("em", "biglearn_em", "gradient_em")
+METHODS = ("em", "biglearn_em", "gradient_em", "split_merge_em")
 ENTRIES = ("builder", "user", "facade", "cli")
 N_RESTARTS, MAX_ITER, REG_COVAR = 2, 30, 1e-6
 BIGLEARN_FLOOR = inspect.signature(biglearn_kernel).parameters["eigenvalue_floor"].default
@@ -386,6 +386,13 @@ def check_collapse(fit, entry, method, **_):
         assert EmptyComponentWarning in fit.warnings
 
 
+def check_revived(fit, entry, method, **_):
+    """The split-merge search gives the emptied component rows again (a split)."""
+    assert_valid(fit)
+    assert fit.weights.min() > 0.05
+    assert EmptyComponentWarning not in fit.warnings
+
+
 _FAR = np.array([[-3.0, -3.0], [3.0, 3.0], [1e3, 1e3]])
 COLLAPSE_OPTIONS = {
     "facade": {
@@ -444,7 +451,7 @@ CASES = {
 # Cells whose outcome differs from the case's default (entry, method) -> expectation.
 OVERRIDES = {
     # A non-conjugate model runs generalized EM only.
-    **{(c, "user", m): UNSUPPORTED for c in CASES for m in ("biglearn_em", "gradient_em")},
+    **{(c, "user", m): UNSUPPORTED for c in CASES for m in METHODS[1:]},
     # Errors raised before the model is read keep their own message for user models too.
     **{
         (c, "user", m): CASES[c].expect
@@ -470,11 +477,12 @@ OVERRIDES = {
     # With N = 80 < D = 200, full covariances are singular but for reg_covar: depending on
     # the start, a finite fit (with warnings) or the error that says what to do.
     **{("200_features", e): Either(SINGULAR, check_finite) for e in ("builder", "facade", "cli")},
+    ("collapsing_weight", "facade", "split_merge_em"): check_revived,
     # Gradient EM given complete initial values is a warm start: it polishes them.
     **{
         ("collapsing_weight", e, m): r"takes no initial_values.*method='em'"
         for e in ("builder", "user")
-        for m in ("biglearn_em", "gradient_em")
+        for m in METHODS[1:]
     },
 }
 
