@@ -319,6 +319,48 @@ def print_table(report: dict) -> None:
             )
 
 
+def markdown_tables(report: dict) -> str:
+    """The README's tables: per data set, P(reach) and seconds per call of each method, and
+    plain EM at split_merge_em's time; then the simulations."""
+    methods = list(next(iter(report["datasets"].values()))["summary"]) if report["datasets"] else []
+    lines = []
+    if methods:
+        header = " | ".join(methods)
+        lines += [
+            f"| data set | N x D, K | pool P(reach) | {header} | EM at the last method's time (r) "
+            "| smallest component of the best-known MAP (rows) |",
+            "|---|---|---|" + "---|" * len(methods) + "---|---|",
+        ]
+        for name, result in report["datasets"].items():
+            summary = result["summary"]
+            cells = " | ".join(
+                f"{summary[m]['p_reach']:.2f} ({summary[m]['seconds']:.2f} s)" for m in methods
+            )
+            last = summary[methods[-1]]
+            lines.append(
+                f"| {name} | {result['n_samples']} x {result['n_features']}, "
+                f"{result['n_components']} | {result['pool']['p_reach']:.3f} | {cells} | "
+                f"{last['em_p_reach_at_equal_time']:.2f} ({last['em_restarts_at_equal_time']}) | "
+                f"{result['best_known_smallest_component_rows']:.1f} |"
+            )
+    simulations = report.get("simulations")
+    if simulations:
+        lines += [
+            "",
+            "| method | grid: mean test KL | grid: max | grid s/call | "
+            f"recovery (m={simulations['recovery_m']}, D=2) | recovery s/call |",
+            "|---|---|---|---|---|---|",
+        ]
+        for method, grid in simulations["grid"].items():
+            recovery = simulations["recovery"][method]
+            lines.append(
+                f"| {method} | {grid['mean_kl']:.4f} | {grid['max_kl']:.4f} | "
+                f"{grid['median_seconds']:.2f} | {recovery['rate']:.2f} | "
+                f"{recovery['median_seconds']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
 def plot_report(report: dict, path: Path) -> None:
     """One panel per data set: the probability of reaching the best-known MAP against the
     seconds a call takes, one marker per method (one call) and plain EM's curve over its
@@ -395,12 +437,27 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--simulation-seeds", type=int, default=20, help="seeds of the grid and the recovery"
     )
-    parser.add_argument("--from-json", type=Path, help="only redraw the figure of a report")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        action="append",
+        help="redraw the figure (--figure) or print the README tables (--markdown) of saved "
+        "reports (repeat to merge them)",
+    )
+    parser.add_argument("--markdown", action="store_true", help="print the README tables")
     args = parser.parse_args(argv)
     if args.from_json:
         import json
 
-        plot_report(json.loads(args.from_json.read_text()), args.figure)
+        report = {"datasets": {}}
+        for path in args.from_json:
+            saved = json.loads(path.read_text())
+            report["datasets"].update(saved.pop("datasets"))
+            report.update(saved)
+        if args.figure and report["datasets"]:
+            plot_report(report, args.figure)
+        if args.markdown:
+            print(markdown_tables(report))
         return 0
     names = SMOKE if args.smoke else tuple(DATASETS)
     if args.datasets:
