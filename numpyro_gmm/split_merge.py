@@ -101,6 +101,7 @@ def candidate_moves(
     k, d = means.shape
     full = np.asarray(expand_to_full(stored, covariance_type, k, d), float)
     births = [] if birth_covariance is None else list(np.argsort(log_density)[:n_births])
+    splits = _split_order(responsibilities, log_density)[:n_splits]
     candidates = []
     for i, j in _merge_order(responsibilities)[:n_merges]:
         # Component i becomes the merged one; slot j is free.
@@ -108,7 +109,8 @@ def candidate_moves(
         base_w[i], base_mu[i], base_full[i] = moment_match(
             weights[[i, j]], means[[i, j]], full[[i, j]]
         )
-        for target in _split_order(responsibilities, log_density)[:n_splits]:
+        for target in splits:
+            # Splitting the freed component means splitting the merged one.
             target = i if target == j else int(target)
             w, mu, sigma = base_w.copy(), base_mu.copy(), base_full.copy()
             half, first, second, child = split_along_principal_axis(
