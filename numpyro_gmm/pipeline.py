@@ -68,7 +68,7 @@ from numpyro_gmm.mixture.affine import (
     standardization,
     to_standard,
 )
-from numpyro_gmm.mixture.covariance import check_covariance_type, dispatch
+from numpyro_gmm.mixture.covariance import check_covariance_type, dispatch, is_matrix_type
 from numpyro_gmm.mixture.params import GMMParams, precisions_cholesky_from_covariances
 from numpyro_gmm.mixture.priors import GaussianMixturePrior
 from numpyro_gmm.overparameterized import default_n_components, prune_and_merge, to_n_components
@@ -500,55 +500,92 @@ def _birth_covariance(prior: GaussianMixturePrior | None, n_features: int) -> np
     return None
 
 
+def _check_split_merge_settings(settings: Mapping[str, Any]) -> None:
+    minimum = {name: 0 for name in _SPLIT_MERGE_DEFAULTS} | {"n_finish": 1}
+    for name, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"split_merge_em option {name} must be an integer, got {value!r}.")
+        if value < minimum[name]:
+            raise ValueError(
+                f"split_merge_em option {name} must be >= {minimum[name]}, got {value!r} "
+                f"(default {_SPLIT_MERGE_DEFAULTS[name]})."
+            )
+
+
+def _smallest_variance(covariances: np.ndarray, covariance_type: str) -> float:
+    """The smallest eigenvalue of any component's covariance."""
+    if is_matrix_type(covariance_type):
+        return float(np.min(np.linalg.eigvalsh(np.asarray(covariances, float))))
+    return float(np.min(covariances))
+
+
 def split_merge_search(job: Job, options: dict, run_next) -> FitResult:
     """EM, then a greedy search over split, merge and birth moves (:mod:`~numpyro_gmm.split_merge`).
 
     Each round builds every candidate one move away from the current mixture, runs
     ``screen_iter`` EM steps from each, runs the ``n_finish`` best of those to convergence,
     and moves to the best result if it raises the per-row log joint by more than ``tol``;
-    the search stops when no candidate does, or after ``max_rounds`` rounds. Under maximum
-    likelihood a candidate whose fit leaves a component fewer than ``D + 1`` rows is refused
-    (its likelihood grows without bound as the component collapses).
+    the search stops when no candidate does, or after ``max_rounds`` rounds.
+
+    Under maximum likelihood the likelihood grows without bound as a component collapses, so
+    a candidate is refused when its fit leaves a component fewer than ``D + 1`` rows or a
+    covariance eigenvalue below ten times ``reg_covar`` or below a tenth of the smallest one
+    of the EM fit the search started from.
+
+    The returned fit is the search's last; for its restart, ``restarts.objective`` is that
+    fit's log joint, ``n_iter`` counts the EM steps of the start and of every kept move, and
+    ``polish_trace`` is the trace of the last kept move's run. ``extras`` has ``moves`` (the
+    moves kept, in order), ``search_rounds``, ``candidates_tried`` and
+    ``objective_before_search``.
     """
     settings = {**_SPLIT_MERGE_DEFAULTS}
     settings.update({name: options.pop(name) for name in list(options) if name in settings})
+    _check_split_merge_settings(settings)
     start = run_next(job, options)
     host = _host_rows(job.x)
     n_samples, n_features = host.shape
-    birth_covariance = _birth_covariance(job.prior, n_features)
-    if job.n_components < 2:
-        return start.replace(extras={**start.extras, "search_rounds": 0, "moves": []})
     covariance_type = job.covariance_type
+    birth_covariance = _birth_covariance(job.prior, n_features)
+    variance_floor = max(
+        10.0 * job.reg_covar, 0.1 * _smallest_variance(start.covariances, covariance_type)
+    )
     current, moves, rounds, tried = start, [], 0, 0
+    n_iter = start.n_iter
 
     def acceptable(result: FitResult | None) -> bool:
         if result is None or not np.isfinite(result.objective):
             return False
-        return birth_covariance is not None or result.counts.min() >= n_features + 1
+        if birth_covariance is not None:
+            return True
+        return (
+            result.counts.min() >= n_features + 1
+            and _smallest_variance(result.covariances, covariance_type) >= variance_floor
+        )
 
     def run_from(initial: InitialValues, max_iter: int) -> FitResult | None:
         """EM from one candidate; ``None`` when a covariance collapses on the way."""
+        candidate_job = job.with_(
+            num_restarts=1,
+            initial=initial,
+            max_iter=max_iter,
+            previous_objective=None,
+            progress_interval=None,
+        )
         try:
-            return _engine(
-                job.with_(
-                    num_restarts=1, initial=initial, max_iter=max_iter, previous_objective=None
-                ),
-                "em",
-                {},
-            )
+            return _engine(candidate_job, "em", {})
         except FitFailedError:
             return None
 
-    while rounds < int(settings["max_rounds"]):
+    while job.n_components > 1 and rounds < settings["max_rounds"]:
         rounds += 1
         candidates = split_merge.candidate_moves(
             host,
             current.params,
             current.covariances,
             covariance_type,
-            n_merges=int(settings["n_merges"]),
-            n_splits=int(settings["n_splits"]),
-            n_births=int(settings["n_births"]),
+            n_merges=settings["n_merges"],
+            n_splits=settings["n_splits"],
+            n_births=settings["n_births"],
             birth_covariance=birth_covariance,
         )
         screened = []
@@ -558,27 +595,50 @@ def split_merge_search(job: Job, options: dict, run_next) -> FitResult:
                 candidate.means.astype(host.dtype),
                 split_merge.precisions_of(candidate, covariance_type, host.dtype),
             )
-            result = run_from(initial, int(settings["screen_iter"]))
+            result = run_from(initial, settings["screen_iter"])
             if acceptable(result):
                 screened.append((result.objective, candidate.move, result))
         tried += len(candidates)
         screened.sort(key=lambda item: -item[0])
-        best, best_move = None, None
-        for _, move, result in screened[: int(settings["n_finish"])]:
+        best, best_move, best_steps = None, None, 0
+        for _, move, result in screened[: settings["n_finish"]]:
             finished = run_from(InitialValues(*result.params), job.max_iter)
             if acceptable(finished) and (best is None or finished.objective > best.objective):
-                best, best_move = finished, move
-        if best is None or (best.objective - current.objective) / n_samples <= job.tol:
+                best, best_move, best_steps = finished, move, result.n_iter + finished.n_iter
+        gain = -np.inf if best is None else (best.objective - current.objective) / n_samples
+        if job.progress_interval:
+            improved = gain > job.tol
+            kept = f"kept {best_move!r}" if improved else "no move raises the objective"
+            reached = best.objective if improved else current.objective
+            report(
+                f"split-merge round {rounds}: {len(candidates)} candidates, {kept}, "
+                f"objective {reached / n_samples:.6g} per row"
+            )
+        if gain <= job.tol:
             break
-        current = best
+        current, n_iter = best, n_iter + best_steps
         moves.append(best_move)
+    chosen = start.best_restart
     restarts = start.restarts
-    converged = restarts.converged.copy()
-    converged[start.best_restart] = current.converged
+    objective, converged, steps = (
+        restarts.objective.copy(),
+        restarts.converged.copy(),
+        restarts.n_iter.copy(),
+    )
+    objective[chosen], converged[chosen], steps[chosen] = (
+        current.objective,
+        current.converged,
+        n_iter,
+    )
+    polish_trace = None
+    if moves:
+        polish_trace = np.full((objective.size, current.trace.shape[1]), np.nan)
+        polish_trace[chosen] = current.trace[0]
     return current.replace(
-        restarts=restarts._replace(converged=converged),
-        best_restart=start.best_restart,
+        restarts=restarts._replace(objective=objective, converged=converged, n_iter=steps),
+        best_restart=chosen,
         trace=start.trace,
+        polish_trace=polish_trace,
         extras={
             **start.extras,
             "search_rounds": rounds,
@@ -698,7 +758,7 @@ def fit_mixture(
         Validated data on the device (:mod:`numpyro_gmm.validation`), already row-sharded, or
         a stream of row blocks (``method="em"`` only).
     n_components : int
-    method : {"em", "biglearn_em", "gradient_em"}
+    method : {"em", "biglearn_em", "gradient_em", "split_merge_em"}
         A recipe of :data:`RECIPES` (module docstring).
     covariance_type : {"full", "tied", "diag", "spherical"}
     rng_key : int or PRNGKey

@@ -133,3 +133,59 @@ def test_the_builder_models_map_by_search_is_its_log_joint(covariance_type):
     assert result.objective >= plain.objective - 1e-6 * abs(plain.objective)
     expected = float(log_density(model, (x,), {}, result.params)[0])
     assert result.objective == pytest.approx(expected, rel=2e-5)
+
+
+def test_under_maximum_likelihood_no_move_collapses_a_component():
+    """Duplicated rows let a component sit on a few distinct points with a covariance at
+    reg_covar: a higher likelihood, but a singular fit. The search must not move there."""
+    import sklearn.datasets
+
+    x = np.repeat(sklearn.datasets.load_iris().data[:30], 5, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ngm.ConvergenceWarning)
+        gm = ngm.GaussianMixture(4, method="split_merge_em", random_state=0).fit(x)
+    smallest = np.linalg.eigvalsh(gm.covariances_).min()
+    start = gm.method_results_["objective_before_search"]
+    assert smallest >= 10 * gm.reg_covar or not gm.method_results_["moves"], smallest
+    assert gm.objective_ >= start
+
+
+def test_the_chosen_restart_describes_the_returned_fit(capsys):
+    """After kept moves, the chosen restart's objective, n_iter and trace are the search's."""
+    x = jnp.asarray(_three_clusters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ngm.ConvergenceWarning)
+        found = fit_mixture(
+            x,
+            3,
+            method="split_merge_em",
+            initial=_initial(*BAD_START),
+            max_iter=200,
+            tol=1e-8,
+            progress_interval=10,
+        )
+    assert found.extras["moves"]
+    best = found.best_restart
+    assert found.restarts.objective[best] == found.objective
+    stuck_steps = fit_mixture(x, 3, initial=_initial(*BAD_START), max_iter=200, tol=1e-8).n_iter
+    assert found.n_iter > stuck_steps
+    assert found.best_trace()[-1] == pytest.approx(found.objective / x.shape[0], rel=1e-5)
+    # One progress line per round, not one per candidate.
+    lines = [line for line in capsys.readouterr().err.splitlines() if "split-merge round" in line]
+    assert len(lines) == found.extras["search_rounds"]
+    assert "kept 'merge" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"max_rounds": -1}, ValueError, "max_rounds must be >= 0"),
+        ({"n_finish": 0}, ValueError, "n_finish must be >= 1"),
+        ({"max_rounds": 2.5}, TypeError, "max_rounds must be an integer"),
+        ({"n_merges": None}, TypeError, "n_merges must be an integer"),
+        ({"n_births": True}, TypeError, "n_births must be an integer"),
+    ],
+)
+def test_bad_search_options_are_named(options, error, match):
+    with pytest.raises(error, match=match):
+        fit_mixture(jnp.asarray(_three_clusters()), 3, method="split_merge_em", options=options)

@@ -222,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         type=_method_option,
         help="a method option, repeatable (e.g. --option weight_smoothing=0.2 for "
-        "biglearn_em, --option step_size=1.0 for gradient_em; values are read as numbers, "
-        "true/false or text; default: none)",
+        "biglearn_em, --option step_size=1.0 for gradient_em, --option max_rounds=5 for "
+        "split_merge_em; values are read as numbers, true/false or text; default: none)",
     )
     fit.add_argument(
         "--n-init",
