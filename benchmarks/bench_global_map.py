@@ -377,6 +377,7 @@ def plot_report(report: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     names = list(report["datasets"])
     columns = 4
@@ -406,6 +407,8 @@ def plot_report(report: dict, path: Path) -> None:
         for method, row in result["summary"].items():
             ax.plot(row["seconds"], row["p_reach"], markers.get(method, "x"), label=method)
         ax.set_xscale("log")
+        # Minor-tick labels of a short log axis overlap each other.
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(
             f"{name} (N={result['n_samples']}, D={result['n_features']}, "
