@@ -126,8 +126,9 @@ class GaussianMixture(*_ESTIMATOR_BASES):
         units). ``"biglearn_em"`` fits full covariances, and diag or spherical ones with a
         single feature (its rotated matchings keep no other structure).
         ``"split_merge_em"`` runs EM, then a greedy search from the best restart over
-        split, merge and (under a covariance prior) birth moves, keeping a move only when it
-        raises the objective; ``method_results_["moves"]`` lists the moves kept.
+        merge (optionally delete), split and (under a covariance prior) birth moves,
+        keeping a move only when it raises the objective; ``method_results_["moves"]``
+        lists the moves kept.
     method_options : dict, optional
         Options of the method (e.g. BigLearn-EM's ``p_joint``, ``weight_smoothing``,
         ``eigenvalue_floor``, ``polish_iter``; gradient EM's ``step_size``,

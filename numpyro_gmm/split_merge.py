@@ -7,7 +7,9 @@ one slot and spends it elsewhere, keeping the number of components:
 
 - **free**: merge two components whose responsibilities overlap most (the cosine of their
   responsibility columns, the merge criterion of SMEM, Ueda et al. 2000, "SMEM algorithm for
-  mixture models") into their moment-matched component;
+  mixture models") into their moment-matched component, or (option ``n_deletes``) delete
+  one of the lightest components (a small component far from the others overlaps none of
+  them: no merge frees its slot);
 - **spend**: split a component that fits its rows worst (lowest mean log density of the rows
   it is responsible for) along its principal axis, keeping its first two moments; or, when
   the model has a covariance prior, give birth to a component at one of the rows the mixture
@@ -70,6 +72,33 @@ def _split_order(responsibilities: np.ndarray, log_density: np.ndarray) -> list[
     return list(np.argsort(responsibilities.T @ log_density / mass))
 
 
+def _freed_slots(
+    responsibilities: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    full: np.ndarray,
+    n_merges: int,
+    n_deletes: int,
+):
+    """The ways to free one slot: ``(words, slot, merged_into, weights, means, full
+    covariances)``.
+
+    A merge puts the moment-matched pair in slot ``merged_into``; a deletion (``merged_into``
+    ``None``) drops the component, its rows going to the others. Deletions reach what merges
+    miss: a small component far from every other one overlaps none of them, so no merge
+    frees its slot.
+    """
+    for i, j in _merge_order(responsibilities)[:n_merges]:
+        w, mu, sigma = weights.copy(), means.copy(), full.copy()
+        w[i], mu[i], sigma[i] = moment_match(weights[[i, j]], means[[i, j]], full[[i, j]])
+        w[j] = 0.0
+        yield f"merge {i}+{j}", j, i, w, mu, sigma
+    for j in np.argsort(weights, kind="stable")[:n_deletes]:
+        w = weights.copy()
+        w[j] = 0.0
+        yield f"delete {int(j)}", int(j), None, w, means.copy(), full.copy()
+
+
 def candidate_moves(
     x,
     params: GMMParams,
@@ -77,13 +106,15 @@ def candidate_moves(
     covariance_type: CovarianceType,
     *,
     n_merges: int,
+    n_deletes: int,
     n_splits: int,
     n_births: int,
     birth_covariance: np.ndarray | None,
 ) -> list[Candidate]:
-    """Every combination of the ``n_merges`` best merges with the ``n_splits`` best splits and
-    the births at the ``n_births`` worst-explained rows (none when ``birth_covariance`` is
-    ``None``, as under maximum likelihood, where a component on one row is a singularity).
+    """Every combination of a freed slot (the ``n_merges`` best merges, the deletions of the
+    ``n_deletes`` lightest components) with the ``n_splits`` best splits and the births at
+    the ``n_births`` worst-explained rows (none when ``birth_covariance`` is ``None``, as
+    under maximum likelihood, where a component on one row is a singularity).
 
     Parameters
     ----------
@@ -103,15 +134,21 @@ def candidate_moves(
     births = [] if birth_covariance is None else list(np.argsort(log_density)[:n_births])
     splits = _split_order(responsibilities, log_density)[:n_splits]
     candidates = []
-    for i, j in _merge_order(responsibilities)[:n_merges]:
-        # Component i becomes the merged one; slot j is free.
-        base_w, base_mu, base_full = weights.copy(), means.copy(), full.copy()
-        base_w[i], base_mu[i], base_full[i] = moment_match(
-            weights[[i, j]], means[[i, j]], full[[i, j]]
+
+    def add(move, w, mu, sigma):
+        candidates.append(
+            Candidate(move, w / w.sum(), mu, from_full(sigma, covariance_type, stored))
         )
+
+    freed = _freed_slots(responsibilities, weights, means, full, n_merges, n_deletes)
+    for freeing, j, merged_into, base_w, base_mu, base_full in freed:
         for target in splits:
-            # Splitting the freed component means splitting the merged one.
-            target = i if target == j else int(target)
+            if target == j:
+                if merged_into is None:
+                    continue  # a deleted component is not split
+                # Splitting a merged pair's freed slot means splitting the merged component.
+                target = merged_into
+            target = int(target)
             w, mu, sigma = base_w.copy(), base_mu.copy(), base_full.copy()
             half, first, second, child = split_along_principal_axis(
                 w[target], mu[target], sigma[target]
@@ -119,26 +156,12 @@ def candidate_moves(
             w[target] = w[j] = half
             mu[target], mu[j] = first, second
             sigma[target] = sigma[j] = child
-            candidates.append(
-                Candidate(
-                    f"merge {i}+{j}, split {target}",
-                    w,
-                    mu,
-                    from_full(sigma, covariance_type, stored),
-                )
-            )
+            add(f"{freeing}, split {target}", w, mu, sigma)
         for row in births:
             w, mu, sigma = base_w.copy(), base_mu.copy(), base_full.copy()
             w[j] = 1.0 / x.shape[0]
             mu[j], sigma[j] = x[row], birth_covariance
-            candidates.append(
-                Candidate(
-                    f"merge {i}+{j}, birth at row {row}",
-                    w / w.sum(),
-                    mu,
-                    from_full(sigma, covariance_type, stored),
-                )
-            )
+            add(f"{freeing}, birth at row {row}", w, mu, sigma)
     return candidates
 
 

@@ -62,20 +62,26 @@ def test_every_candidate_is_a_valid_mixture_of_the_same_size(covariance_type):
         fit.covariances,
         covariance_type,
         n_merges=10,
+        n_deletes=1,
         n_splits=4,
         n_births=2,
         birth_covariance=birth,
     )
-    # 3 pairs x (3 splits + 2 births)
-    assert len(candidates) == 15
+    # 3 pairs x (3 splits + 2 births), then the lightest deleted x (2 splits + 2 births)
+    assert len(candidates) == 15 + 4
     for candidate in candidates:
         np.testing.assert_allclose(candidate.weights.sum(), 1.0, rtol=1e-6)  # float32 fit
         assert (candidate.weights > 0).all() and candidate.means.shape == (3, 2)
         assert candidate.covariances.shape == fit.covariances.shape
         full = expand_to_full(candidate.covariances, covariance_type, 3, 2)
         assert np.linalg.eigvalsh(full).min() > 0
-    births = [c for c in candidates if "birth" in c.move]
+    births = [c for c in candidates if "birth" in c.move and "merge" in c.move]
     assert len(births) == 6
+    # A deletion frees the lightest component's slot; it is refilled, never split itself.
+    lightest = int(np.argmin(np.asarray(fit.params.weights)))
+    deletions = [c.move for c in candidates if c.move.startswith("delete")]
+    assert all(move.startswith(f"delete {lightest},") for move in deletions)
+    assert f"split {lightest}" not in " ".join(deletions)
     if covariance_type == "full":
         # The newborn sits on a row with the given covariance.
         newborn = births[0]
@@ -105,6 +111,21 @@ def test_the_search_escapes_two_on_one_and_one_on_two(dtype):
     np.testing.assert_allclose(found.params.means[order], CENTRES, atol=0.3)
     # The reported objective is the returned parameters' log joint.
     assert found.objective == pytest.approx(log_joint(x, found.params, "full"), rel=rel)
+
+
+def test_deletions_alone_also_escape(x64):
+    """Freeing a slot by deleting a component (no merges) reaches the same optimum."""
+    x = jnp.asarray(_three_clusters())
+    start = _initial(*(np.asarray(v) for v in BAD_START))
+    options = {"n_merges": 0, "n_deletes": 3}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ngm.ConvergenceWarning)
+        merged = fit_mixture(x, 3, method="split_merge_em", initial=start, tol=1e-8)
+        deleted = fit_mixture(
+            x, 3, method="split_merge_em", initial=start, tol=1e-8, options=options
+        )
+    assert deleted.extras["moves"] and deleted.extras["moves"][0].startswith("delete ")
+    assert deleted.objective == pytest.approx(merged.objective, rel=1e-9)
 
 
 def test_without_a_prior_no_component_is_left_on_too_few_rows():
@@ -184,6 +205,7 @@ def test_the_chosen_restart_describes_the_returned_fit(capsys):
         ({"max_rounds": 2.5}, TypeError, "max_rounds must be an integer"),
         ({"n_merges": None}, TypeError, "n_merges must be an integer"),
         ({"n_births": True}, TypeError, "n_births must be an integer"),
+        ({"n_deletes": -1}, ValueError, "n_deletes must be >= 0"),
     ],
 )
 def test_bad_search_options_are_named(options, error, match):
