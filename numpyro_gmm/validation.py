@@ -131,8 +131,7 @@ def check_data(
         kind = "NaN" if np.isnan(array[row, column]) else "infinity"
         raise ValueError(
             f"{name} contains {kind} at row {row}, {where} ({bad_rows.size} row(s) with NaN or "
-            f"infinity; first: {bad_rows[:5].tolist()}). Remove or impute missing values "
-            "before fitting."
+            f"infinity; first: {bad_rows[:5].tolist()}). Remove or impute the missing values."
         )
     if check_precision:
         check_float32_precision(array, name=name)
@@ -212,7 +211,12 @@ def check_float32_precision(x: np.ndarray, *, name: str = "X", dtype=None) -> No
 
 
 def check_n_samples(n_samples: int, n_components: int) -> None:
-    """At least as many samples as components."""
+    """At least two samples (one row has no spread to fit), and as many as components."""
+    if n_samples < 2:
+        raise ValueError(
+            f"Expected at least 2 samples to fit, got n_samples = {n_samples}: one row has no "
+            "spread, so every covariance would be reg_covar alone. Use more data."
+        )
     if n_samples < n_components:
         raise ValueError(
             f"Expected n_samples >= n_components but got n_components = {n_components}, "

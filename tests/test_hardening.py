@@ -420,7 +420,7 @@ CASES = {
     "nan": Case(_nan(), r"contains NaN at row 3, column 'waiting'.*impute"),
     "inf": Case(_inf(), r"contains infinity at row 5, column 0.*Remove"),
     "empty": Case(np.empty((0, 2)), r"empty"),
-    "one_row": Case(BASE[:1], r"n_samples >= n_components.*Use fewer components or more data"),
+    "one_row": Case(BASE[:1], r"at least 2 samples.*one row has no spread.*Use more data"),
     "n_lt_k": Case(BASE[:3], r"n_samples >= n_components", n_components=5),
     "constant_column": Case(np.c_[BASE[:, 0], np.full(80, 5.0)], check_constant_column),
     "duplicated_rows": Case(np.repeat(BASE[::4], 4, axis=0), check_duplicates),

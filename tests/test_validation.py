@@ -40,6 +40,18 @@ def test_fewer_samples_than_components():
         GaussianMixture(5).fit(X[:3])
 
 
+def test_one_row_is_refused_even_for_one_component():
+    """As scikit-learn: one row has no spread; the fit would be reg_covar alone."""
+    import numpyro_gmm as ngm
+
+    with pytest.raises(ValueError, match="at least 2 samples.*one row has no spread"):
+        GaussianMixture(1).fit(X[:1])
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        ngm.fit(ngm.models.gaussian_mixture(1, "diag"), X[:1])
+    # Scoring one row of a fitted mixture is fine.
+    assert np.isfinite(GaussianMixture(1).fit(X[:5]).score(X[:1]))
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
