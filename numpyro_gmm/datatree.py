@@ -30,7 +30,8 @@ same groups (sample dims ``chain`` and ``draw``; a MAP point is ``chain=1, draw=
     ``restart``.
 ``em_trace``
     ``lower_bound`` over ``(restart, iteration)``: the per-sample objective of the parameters
-    entering each iteration, NaN after a restart stopped; ``polish_lower_bound`` over
+    entering each iteration, NaN after a restart stopped, up to the last iteration any
+    restart ran; ``polish_lower_bound`` over
     ``(restart, polish_iteration)`` when the method polishes.
 
 Root attrs: ``method``, ``options`` (JSON), ``objective`` and ``objective_convention``,
@@ -409,7 +410,10 @@ def _assignments(
 def _trace_dataset(fit: FitResult, n_restarts: int, attrs: Mapping[str, Any]) -> xr.Dataset:
     def table(trace) -> np.ndarray:
         trace = np.asarray(trace, np.float64)
-        return trace.reshape(n_restarts, -1) if trace.size else np.empty((n_restarts, 0))
+        trace = trace.reshape(n_restarts, -1) if trace.size else np.empty((n_restarts, 0))
+        # The trace is sized for max_iter; iterations no restart reached would be NaN only.
+        reached = np.flatnonzero(np.isfinite(trace).any(axis=0))
+        return trace[:, : reached[-1] + 1 if reached.size else 0]
 
     trace = table(fit.trace)
     variables = {"lower_bound": (("restart", "iteration"), trace)}
