@@ -345,3 +345,25 @@ def test_every_input_fault_exits_2_with_one_line(tmp_path, capsys):
         line = _one_error_line(err)
         assert re.search(message, line), (name, line)
         assert not out.exists(), name
+
+
+def test_predict_messages_fit_a_saved_fits_features(tmp_path, capsys, data_csv):
+    """``predict`` needs every feature of the fit: it says how to map other column names and
+    never suggests leaving a column out."""
+    fit = tmp_path / "fit.nc"
+    status, _ = _main(["fit", data_csv, "--out", fit, "--no-plot", "--quiet"], capsys)
+    assert status == 0
+    renamed = _table(tmp_path / "renamed.csv", "x,y", ["1,50", "4,80"])
+    status, err = _main(["predict", fit, renamed], capsys)
+    line = _one_error_line(err)
+    assert status == 2 and "column 'duration' not found" in line, line
+    assert line.endswith("the fit's features are 'duration', 'waiting': name the file's "
+                         "columns for them, in order, with --columns"), line
+    typo = _table(tmp_path / "typo.csv", "duration,waiting", ["1,50", "4,x"])
+    status, err = _main(["predict", fit, typo], capsys)
+    line = _one_error_line(err)
+    assert status == 2 and line.endswith("non-numeric value 'x' on line 3 of "
+                                         f"{str(typo)!r}; fix the value"), line
+    out = tmp_path / "labels.csv"
+    status, err = _main(["predict", fit, renamed, "--columns", "x,y", "--out", out], capsys)
+    assert status == 0 and out.exists(), err

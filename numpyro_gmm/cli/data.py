@@ -91,6 +91,7 @@ def _select_csv_columns(
     lines: list[int],
     columns: list[str] | None,
     note: Any,
+    every_column_needed: bool = False,
 ) -> tuple[np.ndarray, list[str]]:
     """Pick the numeric columns (or the requested ones) and convert them to float64."""
     names = list(header)
@@ -144,10 +145,12 @@ def _select_csv_columns(
                 )
             value = _parse_float(cell)
             if value is None:
+                advice = "fix the value" if every_column_needed else (
+                    "fix the value or leave the column out with --columns"
+                )
                 raise CLIError(
                     f"column {names[j]!r} has a non-numeric value {cell.strip()!r} on line "
-                    f"{lines[i]} of {path!r}; fix the value or leave the column out with "
-                    "--columns"
+                    f"{lines[i]} of {path!r}; {advice}"
                 )
             data[i, jj] = value
     return data, [names[j] for j in chosen]
@@ -169,6 +172,7 @@ def load_data(
     example: str | None,
     columns: str | Sequence[str] | None,
     note: Any = None,
+    every_column_needed: bool = False,
 ) -> tuple[np.ndarray, list[str], str]:
     """Load the rows to fit (or to predict or score), as the command line does.
 
@@ -183,6 +187,9 @@ def load_data(
         gives them); other columns are ignored. Default: all numeric columns.
     note : callable, optional
         Called with a message for each dropped column.
+    every_column_needed : bool
+        The columns are a saved fit's features (``predict``, ``score``): none can be left out,
+        and the messages do not suggest it.
 
     Returns
     -------
@@ -210,7 +217,9 @@ def load_data(
         wanted = [str(c) for c in columns]
     if data is not None:
         header, rows, lines = _read_csv(data)
-        x, names = _select_csv_columns(data, header, rows, lines, wanted, note)
+        x, names = _select_csv_columns(
+            data, header, rows, lines, wanted, note, every_column_needed
+        )
         source = data
     else:
         from numpyro_gmm.datasets import list_examples, load_example

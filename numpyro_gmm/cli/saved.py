@@ -61,7 +61,17 @@ def _rows(args: argparse.Namespace, tree: Any) -> Any:
     data. A float32 fit is evaluated in float64 on them, as ``GaussianMixture`` evaluates
     float64 input."""
     features = _features(tree)
-    x, _, _ = load_data(args.data, args.example, args.columns or features)
+    try:
+        x, _, _ = load_data(
+            args.data, args.example, args.columns or features, every_column_needed=True
+        )
+    except CLIError as err:
+        if args.columns is None and "not found" in str(err):
+            raise CLIError(
+                f"{err}; the fit's features are {', '.join(map(repr, features))}: name the "
+                "file's columns for them, in order, with --columns"
+            ) from None
+        raise
     if x.shape[1] != len(features):
         raise CLIError(
             f"--columns names {x.shape[1]} column(s) but the fit has {len(features)} features "
