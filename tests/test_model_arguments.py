@@ -109,3 +109,20 @@ def test_an_unknown_keyword_names_the_options():
 
     with pytest.raises(TypeError, match="'scales' is a list, neither an array.*nor a hashable"):
         ngm.fit(with_a_list, y, scales=[1.0, 2.0])
+
+
+def test_a_call_without_the_models_arguments_says_how_to_pass_them():
+    def mixture(x, K=2):
+        weights = numpyro.sample("weights", dist.Dirichlet(jnp.ones(K)))
+        locs = numpyro.sample("locs", dist.Normal(0.0, 10.0).expand([K]).to_event(1))
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.sample(
+                "obs", dist.MixtureSameFamily(dist.Categorical(weights), dist.Normal(locs, 1.0)),
+                obs=x,
+            )
+
+    with pytest.raises(TypeError, match=r"missing a required argument: 'x'.*ngm.fit\(mixture, "
+                       r"data, \.\.\.\) for mixture\(x, K=2\)"):
+        ngm.fit(mixture)
+    with pytest.raises(TypeError, match=r"'k', which is neither a parameter of the model"):
+        ngm.fit(mixture, np.zeros(10), k=3)

@@ -16,6 +16,7 @@ log densities in the constrained space, without a Jacobian, so that
 """
 
 import functools
+import inspect
 import sys
 import warnings
 from collections.abc import Callable
@@ -338,6 +339,24 @@ def _full_plates(model: Callable, plates: tuple[tuple[str, int], ...]) -> Callab
     return full_data_model
 
 
+def _check_call(model: Callable, args: tuple, kwargs: dict) -> None:
+    """The model can be called with these arguments (the data among them), or a TypeError
+    that says how to pass them."""
+    try:
+        signature = inspect.signature(model)
+    except (TypeError, ValueError):  # no signature to check (some callables): let it run
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as err:
+        name = getattr(model, "__name__", "model")
+        raise TypeError(
+            f"The model cannot be called with the arguments given ({err}). Pass the model's "
+            f"arguments after it, as you would call it: ngm.fit({name}, data, ...) for "
+            f"{name}{signature}."
+        ) from None
+
+
 def read_model(model: Callable, *args, **kwargs) -> MixtureModel:
     """Trace ``model(*args, **kwargs)`` once and locate its mixture.
 
@@ -348,6 +367,7 @@ def read_model(model: Callable, *args, **kwargs) -> MixtureModel:
         enumerated assignments (e.g. a ``markov`` chain), a discrete latent site that is not
         an enumerated assignment (no gradient path), or a non-Categorical assignment.
     """
+    _check_call(model, args, kwargs)
     trace = draw_trace(model, 0, *args, **kwargs)
     subsampled = tuple(
         (name, int(site["args"][0]))
