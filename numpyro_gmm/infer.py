@@ -37,7 +37,7 @@ from numpyro_gmm.mixture.params import precisions_cholesky_from_covariances
 from numpyro_gmm.numpyro_bridge import MixtureModel, UnsupportedModelError, read_model
 from numpyro_gmm.numpyro_bridge.arguments import bind_arguments
 from numpyro_gmm.numpyro_bridge.conjugate import ConjugateMixture, match_conjugate
-from numpyro_gmm.numpyro_bridge.reader import draw_trace, unwrap
+from numpyro_gmm.numpyro_bridge.reader import check_model_call, draw_trace, unwrap
 from numpyro_gmm.pipeline import fit_mixture
 from numpyro_gmm.program_cache import ProgramCache
 from numpyro_gmm.validation import (
@@ -602,6 +602,7 @@ def _bind(algorithm: "_MAPAlgorithm", args: tuple, kwargs: dict):
     candidates = [value for value in (*args, *kwargs.values()) if np.ndim(value) >= 1]
     if candidates:  # the data are usually first: their faults named before the model runs
         _check_observations(candidates[0])
+    check_model_call(algorithm.model, args, kwargs)
     try:
         mixture = read_model(algorithm.model, *args, **kwargs)
     except ValueError as error:

@@ -37,6 +37,7 @@ __all__ = [
     "UnsupportedModelError",
     "MixtureModel",
     "draw_trace",
+    "check_model_call",
     "read_model",
     "restore_numpyro_submodules",
     "unwrap",
@@ -339,7 +340,7 @@ def _full_plates(model: Callable, plates: tuple[tuple[str, int], ...]) -> Callab
     return full_data_model
 
 
-def _check_call(model: Callable, args: tuple, kwargs: dict) -> None:
+def check_model_call(model: Callable, args: tuple, kwargs: dict) -> None:
     """The model can be called with these arguments (the data among them), or a TypeError
     that says how to pass them."""
     try:
@@ -367,7 +368,6 @@ def read_model(model: Callable, *args, **kwargs) -> MixtureModel:
         enumerated assignments (e.g. a ``markov`` chain), a discrete latent site that is not
         an enumerated assignment (no gradient path), or a non-Categorical assignment.
     """
-    _check_call(model, args, kwargs)
     trace = draw_trace(model, 0, *args, **kwargs)
     subsampled = tuple(
         (name, int(site["args"][0]))
