@@ -16,6 +16,10 @@ import numpy as np
 
 from numpyro_gmm.cli.parser import DEFAULT_EXAMPLE, CLIError
 
+
+class ColumnNotFoundError(CLIError):
+    """A requested column is not in the data (``predict`` adds how to map the fit's features)."""
+
 __all__ = ["MISSING_MARKERS", "load_data"]
 
 #: Cells read as missing values (compared case-insensitively, after stripping blanks).
@@ -130,7 +134,7 @@ def _select_csv_columns(
                 raise CLIError(f"column {name!r} appears more than once in {path!r}; rename it")
             if name not in names:
                 available = ", ".join(repr(n) for n in names if n)
-                raise CLIError(
+                raise ColumnNotFoundError(
                     f"column {name!r} not found in {path!r}; available columns: {available}"
                 )
             chosen.append(names.index(name))
@@ -234,7 +238,7 @@ def load_data(
         if wanted is not None:
             missing = [c for c in wanted if c not in names]
             if missing:
-                raise CLIError(
+                raise ColumnNotFoundError(
                     f"column {missing[0]!r} not found in example {name!r}; available columns: "
                     f"{', '.join(repr(n) for n in names)}"
                 )

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from numpyro_gmm.cli.data import load_data
+from numpyro_gmm.cli.data import ColumnNotFoundError, load_data
 from numpyro_gmm.cli.output import check_output_path, format_summary, write_predictions
 from numpyro_gmm.cli.parser import PROG, CLIError
 
@@ -65,8 +65,8 @@ def _rows(args: argparse.Namespace, tree: Any) -> Any:
         x, _, _ = load_data(
             args.data, args.example, args.columns or features, every_column_needed=True
         )
-    except CLIError as err:
-        if args.columns is None and "not found" in str(err):
+    except ColumnNotFoundError as err:
+        if args.columns is None:
             raise CLIError(
                 f"{err}; the fit's features are {', '.join(map(repr, features))}: name the "
                 "file's columns for them, in order, with --columns"
